@@ -1,0 +1,149 @@
+"""modelport: one OpenAI-shaped API over pluggable LLM providers.
+
+    import modelport
+    r = modelport.completion(model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+
+Providers are separate distributions found through the ``modelport.providers`` entry
+point group and imported only when a call names them; ``import modelport`` imports no
+plugin, no HTTP library and no event loop.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, List, Optional
+
+from . import errors, types
+from ._client import AsyncClient, Client, providers
+from ._plugins import ProviderListing, register_provider, registry
+from ._streaming import AsyncStream, Stream, stream_to_completion
+from ._wire import (
+    END_OF_STREAM,
+    IGNORE_EVENT,
+    Call,
+    Endpoint,
+    FollowUp,
+    ProviderInfo,
+    ServerSentEvent,
+    WireRequest,
+    WireResponse,
+)
+from .errors import *  # noqa: F401,F403  (every error class is importable from modelport)
+from .hookspecs import hookimpl
+from .types import *  # noqa: F401,F403
+
+__version__ = "0.1.0"
+
+_lock = threading.Lock()
+_default_client: Optional[Client] = None
+_default_async_client: Optional[AsyncClient] = None
+
+
+def default_client() -> Client:
+    """The shared client behind the module-level functions."""
+    global _default_client
+    if _default_client is None:
+        with _lock:
+            if _default_client is None:
+                _default_client = Client()
+    return _default_client
+
+
+def default_async_client() -> AsyncClient:
+    global _default_async_client
+    if _default_async_client is None:
+        with _lock:
+            if _default_async_client is None:
+                _default_async_client = AsyncClient()
+    return _default_async_client
+
+
+def completion(model: str, messages: List[Any], **kwargs: Any) -> Any:
+    """Chat completion through the shared client; see ``Client.completion``."""
+    return default_client().completion(model, messages, **kwargs)
+
+
+async def acompletion(model: str, messages: List[Any], **kwargs: Any) -> Any:
+    return await default_async_client().completion(model, messages, **kwargs)
+
+
+def text_completion(model: str, prompt: Any, **kwargs: Any) -> Any:
+    return default_client().text_completion(model, prompt, **kwargs)
+
+
+async def atext_completion(model: str, prompt: Any, **kwargs: Any) -> Any:
+    return await default_async_client().text_completion(model, prompt, **kwargs)
+
+
+def embedding(model: str, input: Any, **kwargs: Any) -> EmbeddingResponse:
+    return default_client().embedding(model, input, **kwargs)
+
+
+async def aembedding(model: str, input: Any, **kwargs: Any) -> EmbeddingResponse:
+    return await default_async_client().embedding(model, input, **kwargs)
+
+
+def rerank(model: str, query: str, documents: List[Any], **kwargs: Any) -> RerankResponse:
+    return default_client().rerank(model, query, documents, **kwargs)
+
+
+async def arerank(model: str, query: str, documents: List[Any], **kwargs: Any) -> RerankResponse:
+    return await default_async_client().rerank(model, query, documents, **kwargs)
+
+
+def transcription(model: str, file: Any, **kwargs: Any) -> Transcription:
+    return default_client().transcription(model, file, **kwargs)
+
+
+async def atranscription(model: str, file: Any, **kwargs: Any) -> Transcription:
+    return await default_async_client().transcription(model, file, **kwargs)
+
+
+def image_generation(model: str, prompt: str, **kwargs: Any) -> ImageResponse:
+    return default_client().image_generation(model, prompt, **kwargs)
+
+
+async def aimage_generation(model: str, prompt: str, **kwargs: Any) -> ImageResponse:
+    return await default_async_client().image_generation(model, prompt, **kwargs)
+
+
+__all__ = [
+    "__version__",
+    "errors",
+    "types",
+    "Client",
+    "AsyncClient",
+    "Stream",
+    "AsyncStream",
+    "completion",
+    "acompletion",
+    "text_completion",
+    "atext_completion",
+    "embedding",
+    "aembedding",
+    "rerank",
+    "arerank",
+    "transcription",
+    "atranscription",
+    "image_generation",
+    "aimage_generation",
+    "stream_to_completion",
+    "providers",
+    "ProviderListing",
+    "register_provider",
+    "registry",
+    "default_client",
+    "default_async_client",
+    "hookimpl",
+    "ProviderInfo",
+    "Call",
+    "Endpoint",
+    "WireRequest",
+    "WireResponse",
+    "ServerSentEvent",
+    "FollowUp",
+    "END_OF_STREAM",
+    "IGNORE_EVENT",
+    *errors.__all__,
+    *types.__all__,
+]

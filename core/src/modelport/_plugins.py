@@ -1,0 +1,275 @@
+"""Finding providers by entry point and building one hook caller per provider.
+
+A call loads only the plugin that owns its provider, into a plugin manager holding
+just that plugin, the middleware and the OpenAI fallback. Hooks are then called
+through a flat list of functions resolved once, so the cost of a call or a stream
+chunk does not depend on how many plugins are installed. Wrapper middleware (which
+needs pluggy's machinery) switches that hook back to pluggy's own caller.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import warnings
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import attrs
+import pluggy
+
+from . import hookspecs
+from ._wire import ProviderInfo
+from .errors import ModelportError, PluginLoadError, UnknownProviderError
+from .openai_wire import OpenAIWire
+
+__all__ = ["ProviderHooks", "ProviderListing", "registry", "register_provider"]
+
+log = logging.getLogger("modelport")
+
+PROVIDER_GROUP = "modelport.providers"
+MIDDLEWARE_GROUP = "modelport.middleware"
+_HOOKS = ("resolve_endpoint", "transform_request", "transform_response", "parse_stream_chunk", "map_error")
+
+
+def _fast_caller(hook: Any) -> Callable[..., Any]:
+    """A firstresult caller equivalent to ``hook(**kwargs)`` taking positional arguments."""
+    impls = hook.get_hookimpls()
+    spec_args = tuple(hook.spec.argnames)
+    if any(impl.hookwrapper or impl.wrapper for impl in impls):
+
+        def via_pluggy(*args: Any) -> Any:
+            return hook(**dict(zip(spec_args, args)))
+
+        return via_pluggy
+    plan: List[Tuple[Callable[..., Any], Optional[Tuple[int, ...]]]] = []
+    for impl in reversed(impls):  # pluggy calls the last registered (and tryfirst) first
+        names = tuple(impl.argnames)
+        plan.append((impl.function, None if names == spec_args else tuple(spec_args.index(n) for n in names)))
+    if len(plan) == 1 and plan[0][1] is None:
+        return plan[0][0]
+    if len(plan) == 2 and plan[0][1] is None and plan[1][1] is None:
+        first, second = plan[0][0], plan[1][0]
+
+        def two(*args: Any) -> Any:
+            result = first(*args)
+            return second(*args) if result is None else result
+
+        return two
+
+    def many(*args: Any) -> Any:
+        for function, picks in plan:
+            result = function(*args) if picks is None else function(*[args[i] for i in picks])
+            if result is not None:
+                return result
+        return None
+
+    return many
+
+
+class ProviderHooks:
+    """One provider's plugin manager and its resolved hook callers."""
+
+    def __init__(self, name: str, plugin: Any, middleware: List[Tuple[str, Any]], *, distribution: str = "", version: str = "") -> None:
+        pm = pluggy.PluginManager(hookspecs.PROJECT)
+        pm.add_hookspecs(hookspecs)
+        pm.register(OpenAIWire(), name="openai-wire")
+        pm.register(plugin, name=f"provider:{name}")
+        for mw_name, mw in middleware:
+            pm.register(mw, name=f"middleware:{mw_name}")
+        pm.check_pending()
+        self.pm = pm
+        self.plugin = plugin
+        self.distribution = distribution
+        self.version = version
+        info = pm.hook.provider_info()
+        if not isinstance(info, ProviderInfo):
+            raise PluginLoadError(
+                f"provider plugin {name!r} does not return a ProviderInfo from provider_info()",
+                plugin=name,
+                distribution=distribution,
+            )
+        self.info: ProviderInfo = info
+        self.resolve_endpoint = _fast_caller(pm.hook.resolve_endpoint)
+        self.transform_request = _fast_caller(pm.hook.transform_request)
+        self.transform_response = _fast_caller(pm.hook.transform_response)
+        self.parse_stream_chunk = _fast_caller(pm.hook.parse_stream_chunk)
+        self.map_error = _fast_caller(pm.hook.map_error)
+
+
+@attrs.frozen
+class ProviderListing:
+    """One installed provider as ``modelport.providers()`` reports it."""
+
+    name: str
+    distribution: str
+    version: str
+    info: Optional[ProviderInfo] = None
+    error: Optional[str] = None
+
+    @property
+    def operations(self) -> Tuple[str, ...]:
+        return tuple(sorted(self.info.operations)) if self.info else ()
+
+
+def _dist_of(ep: EntryPoint) -> Tuple[str, str]:
+    dist = getattr(ep, "dist", None)
+    if dist is None:
+        return "", ""
+    return dist.metadata["Name"] or "", dist.version or ""
+
+
+class Registry:
+    """The provider table: entry points read lazily, plugins imported on first use."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._entry_points: Optional[Dict[str, List[EntryPoint]]] = None
+        self._registered: Dict[str, Any] = {}
+        self._hooks: Dict[str, ProviderHooks] = {}
+        self._failures: Dict[str, PluginLoadError] = {}
+        self._middleware: Optional[List[Tuple[str, Any]]] = None
+
+    # -- discovery ---------------------------------------------------------------------
+
+    def entry_point_table(self) -> Dict[str, List[EntryPoint]]:
+        if self._entry_points is None:
+            table: Dict[str, List[EntryPoint]] = {}
+            seen = set()
+            for ep in entry_points(group=PROVIDER_GROUP):
+                key = (ep.name, ep.value, _dist_of(ep)[0])
+                if key in seen:  # one distribution seen twice on sys.path
+                    continue
+                seen.add(key)
+                table.setdefault(ep.name, []).append(ep)
+            self._entry_points = table
+        return self._entry_points
+
+    def names(self) -> List[str]:
+        return sorted(set(self.entry_point_table()) | set(self._registered))
+
+    def middleware(self) -> List[Tuple[str, Any]]:
+        if self._middleware is None:
+            loaded = []
+            for ep in entry_points(group=MIDDLEWARE_GROUP):
+                try:
+                    loaded.append((ep.name, ep.load()))
+                except Exception as exc:  # a broken middleware must not break calls
+                    dist = _dist_of(ep)[0]
+                    warnings.warn(
+                        f"modelport middleware {ep.name!r} ({dist or 'unknown distribution'}) failed to load"
+                        f" and is skipped: {type(exc).__name__}: {exc}",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
+            self._middleware = loaded
+        return self._middleware
+
+    # -- registration ------------------------------------------------------------------
+
+    def register(self, name: str, plugin: Any, *, aliases: Tuple[str, ...] = ()) -> None:
+        """Serve provider ``name`` (and ``aliases``) with ``plugin``, without an entry point."""
+        with self._lock:
+            for key in (name, *aliases):
+                self._registered[key] = plugin
+                self._hooks.pop(key, None)
+                self._failures.pop(key, None)
+
+    def unregister(self, name: str) -> None:
+        with self._lock:
+            self._registered.pop(name, None)
+            self._hooks.pop(name, None)
+
+    def reset(self) -> None:
+        """Forget everything loaded (tests, or after installing a plugin at run time)."""
+        with self._lock:
+            self._entry_points = None
+            self._hooks.clear()
+            self._failures.clear()
+            self._middleware = None
+
+    # -- lookup ------------------------------------------------------------------------
+
+    def hooks(self, name: str) -> ProviderHooks:
+        hooks = self._hooks.get(name)
+        if hooks is not None:
+            return hooks
+        with self._lock:
+            if name in self._hooks:
+                return self._hooks[name]
+            if name in self._failures:
+                raise self._failures[name]
+            try:
+                hooks = self._load(name)
+            except PluginLoadError as exc:
+                self._failures[name] = exc
+                raise
+            self._hooks[name] = hooks
+            return hooks
+
+    def _load(self, name: str) -> ProviderHooks:
+        if name in self._registered:
+            return ProviderHooks(name, self._registered[name], self.middleware())
+        candidates = self.entry_point_table().get(name)
+        if not candidates:
+            installed = self.names()
+            raise UnknownProviderError(
+                f"unknown provider {name!r}; installed providers: {', '.join(installed) or 'none'}."
+                f" Install its plugin, e.g. `pip install modelport-{name.replace('_', '-')}`,"
+                " or declare it in a config file's `providers:` section",
+                provider=name,
+                installed=installed,
+            )
+        dists = {_dist_of(ep)[0] for ep in candidates}
+        if len(dists) > 1:
+            raise PluginLoadError(
+                f"provider {name!r} is claimed by several distributions: {', '.join(sorted(dists))};"
+                " uninstall all but one",
+                plugin=name,
+                distribution=", ".join(sorted(dists)),
+            )
+        ep = candidates[0]
+        dist, version = _dist_of(ep)
+        try:
+            plugin = ep.load()
+            return ProviderHooks(name, plugin, self.middleware(), distribution=dist, version=version)
+        except PluginLoadError:
+            raise
+        except Exception as exc:
+            error = PluginLoadError(
+                f"provider plugin {name!r} from {dist or 'an unknown distribution'} failed to load:"
+                f" {type(exc).__name__}: {exc}",
+                plugin=name,
+                distribution=dist,
+            )
+            warnings.warn(str(error), RuntimeWarning, stacklevel=3)
+            log.warning("%s", error)
+            raise error from exc
+
+    def listing(self, *, load: bool = True) -> List[ProviderListing]:
+        """Every installed provider; with ``load=False`` only entry-point metadata is read."""
+        rows = []
+        table = self.entry_point_table()
+        for name in self.names():
+            if name in self._registered and name not in table:
+                dist, version = "(registered at run time)", ""
+            else:
+                dists = sorted({_dist_of(ep) for ep in table[name]})
+                dist = ", ".join(d for d, _ in dists)
+                version = ", ".join(v for _, v in dists)
+            info = error = None
+            if load:
+                try:
+                    info = self.hooks(name).info
+                except ModelportError as exc:
+                    error = str(exc)
+            rows.append(ProviderListing(name=name, distribution=dist, version=version, info=info, error=error))
+        return rows
+
+
+registry = Registry()
+
+
+def register_provider(name: str, plugin: Any, *, aliases: Tuple[str, ...] = ()) -> None:
+    """Serve provider ``name`` with ``plugin`` (an object or module with hook implementations)."""
+    registry.register(name, plugin, aliases=aliases)

@@ -1,0 +1,223 @@
+"""HTTP I/O: httpx for sync callers, aiohttp for async ones, behind one small interface.
+
+The async side uses aiohttp because the concurrency benchmark measured httpx's
+AsyncClient far below it (see the README's figures); the sync side keeps httpx for its
+pooled, kept-alive connections. Both are imported only when a client first sends, so
+``import modelport`` stays light. Transport failures become ``APIConnectionError`` /
+``APITimeoutError`` here; HTTP statuses are the pipeline's business.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, AsyncIterator, Dict, Iterator, Optional
+
+from ._wire import WireRequest, WireResponse
+from .errors import APIConnectionError, APITimeoutError, ProviderError, StreamInterruptedError
+
+__all__ = ["SyncTransport", "AsyncTransport", "encode_json"]
+
+
+def encode_json(body: Any) -> bytes:
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _body(request: WireRequest) -> Dict[str, Any]:
+    """httpx keyword arguments for the request body."""
+    if request.json is not None:
+        headers = request.headers
+        if "content-type" not in {k.lower() for k in headers}:
+            headers = {**headers, "Content-Type": "application/json"}
+        return {"content": encode_json(request.json), "headers": headers}
+    if request.files is not None or request.data is not None:
+        return {"data": request.data, "files": request.files, "headers": request.headers}
+    return {"content": request.content, "headers": request.headers}
+
+
+def _connection_error(exc: BaseException, request: WireRequest) -> ProviderError:
+    name = type(exc).__name__
+    if "Timeout" in name or isinstance(exc, TimeoutError):
+        return APITimeoutError(f"no answer from {_origin(request.url)} in time ({name})")
+    return APIConnectionError(f"could not reach {_origin(request.url)}: {name}: {exc}")
+
+
+def _origin(url: str) -> str:
+    # The path may carry a key in a query string (some providers do that): show host only.
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.split('/', 1)[0]}"
+
+
+class SyncStreamHandle:
+    """An open streaming response: its head, then its body in network-sized pieces."""
+
+    def __init__(self, response: Any, head: WireResponse, request: WireRequest) -> None:
+        self._response = response
+        self.head = head
+        self._request = request
+
+    def iter_bytes(self) -> Iterator[bytes]:
+        import httpx
+
+        try:
+            yield from self._response.iter_bytes()
+        except httpx.TransportError as exc:
+            raise StreamInterruptedError(
+                f"stream from {_origin(self._request.url)} broke: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    def read(self) -> bytes:
+        return b"".join(self.iter_bytes())
+
+    def close(self) -> None:
+        self._response.close()
+
+
+class SyncTransport:
+    """Sends ``WireRequest`` s over one pooled ``httpx.Client``."""
+
+    def __init__(self, http_client: Optional[Any] = None, *, httpx_transport: Optional[Any] = None) -> None:
+        import httpx
+
+        self._own = http_client is None
+        self.client = http_client or httpx.Client(
+            transport=httpx_transport,
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            follow_redirects=True,
+        )
+
+    def _build(self, request: WireRequest, timeout: Optional[float]) -> Any:
+        return self.client.build_request(request.method, request.url, timeout=timeout, **_body(request))
+
+    def send(self, request: WireRequest, timeout: Optional[float]) -> WireResponse:
+        import httpx
+
+        try:
+            response = self.client.send(self._build(request, timeout))
+        except httpx.TransportError as exc:
+            raise _connection_error(exc, request) from exc
+        return WireResponse(response.status_code, _headers(response.headers), response.content, request)
+
+    def stream(self, request: WireRequest, timeout: Optional[float]) -> SyncStreamHandle:
+        import httpx
+
+        try:
+            response = self.client.send(self._build(request, timeout), stream=True)
+        except httpx.TransportError as exc:
+            raise _connection_error(exc, request) from exc
+        head = WireResponse(response.status_code, _headers(response.headers), b"", request)
+        return SyncStreamHandle(response, head, request)
+
+    def close(self) -> None:
+        if self._own:
+            self.client.close()
+
+
+def _headers(headers: Any) -> Dict[str, str]:
+    return {k.lower(): v for k, v in headers.items()}
+
+
+class AsyncStreamHandle:
+    def __init__(self, response: Any, head: WireResponse, request: WireRequest) -> None:
+        self._response = response
+        self.head = head
+        self._request = request
+
+    async def iter_bytes(self) -> AsyncIterator[bytes]:
+        import asyncio
+
+        import aiohttp
+
+        try:
+            async for piece in self._response.content.iter_any():
+                yield piece
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise StreamInterruptedError(
+                f"stream from {_origin(self._request.url)} broke: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    async def read(self) -> bytes:
+        return b"".join([piece async for piece in self.iter_bytes()])
+
+    async def close(self) -> None:
+        self._response.release()
+
+
+class AsyncTransport:
+    """Sends ``WireRequest`` s over an aiohttp session, one per event loop."""
+
+    def __init__(self, session: Optional[Any] = None, *, limit: int = 100) -> None:
+        self._session = session
+        self._own = session is None
+        self._loop: Any = None
+        self._limit = limit
+
+    def _current_session(self) -> Any:
+        import asyncio
+
+        import aiohttp
+
+        loop = asyncio.get_running_loop()
+        if self._session is None or (self._own and (self._loop is not loop or self._session.closed)):
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._limit),
+                auto_decompress=True,
+            )
+            self._loop = loop
+        return self._session
+
+    def _kwargs(self, request: WireRequest, timeout: Optional[float], stream: bool) -> Dict[str, Any]:
+        import aiohttp
+
+        if timeout is None:
+            client_timeout = aiohttp.ClientTimeout(total=None)
+        elif stream:
+            client_timeout = aiohttp.ClientTimeout(total=None, connect=timeout, sock_read=timeout)
+        else:
+            client_timeout = aiohttp.ClientTimeout(total=timeout)
+        kwargs: Dict[str, Any] = {"timeout": client_timeout}
+        headers = dict(request.headers)
+        if request.json is not None:
+            if "content-type" not in {k.lower() for k in headers}:
+                headers["Content-Type"] = "application/json"
+            kwargs["data"] = encode_json(request.json)
+        elif request.files is not None or request.data is not None:
+            form = aiohttp.FormData()
+            for key, value in (request.data or {}).items():
+                form.add_field(key, str(value))
+            for key, (filename, content, content_type) in (request.files or {}).items():
+                form.add_field(key, content, filename=filename, content_type=content_type)
+            kwargs["data"] = form
+        elif request.content is not None:
+            kwargs["data"] = request.content
+        kwargs["headers"] = headers
+        return kwargs
+
+    async def send(self, request: WireRequest, timeout: Optional[float]) -> WireResponse:
+        import asyncio
+
+        import aiohttp
+
+        session = self._current_session()
+        try:
+            async with session.request(request.method, request.url, **self._kwargs(request, timeout, False)) as resp:
+                content = await resp.read()
+                return WireResponse(resp.status, _headers(resp.headers), content, request)
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise _connection_error(exc, request) from exc
+
+    async def stream(self, request: WireRequest, timeout: Optional[float]) -> AsyncStreamHandle:
+        import asyncio
+
+        import aiohttp
+
+        session = self._current_session()
+        try:
+            resp = await session.request(request.method, request.url, **self._kwargs(request, timeout, True))
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise _connection_error(exc, request) from exc
+        head = WireResponse(resp.status, _headers(resp.headers), b"", request)
+        return AsyncStreamHandle(resp, head, request)
+
+    async def close(self) -> None:
+        if self._own and self._session is not None and not self._session.closed:
+            await self._session.close()

@@ -1,0 +1,499 @@
+"""OpenAI-shaped attrs types with a lossless JSON codec.
+
+Every public type has ``from_dict`` / ``to_dict`` such that ``T.from_dict(d).to_dict() == d``
+for any OpenAI-shaped ``d``: keys the type does not know (provider extras such as
+``reasoning`` or ``stop_reason``) are kept in ``extra`` and written back, and a key that
+was absent stays absent (``NOTSET``) while an explicit ``null`` stays ``None``.
+
+The codec is generated once per class (a small table of per-field loaders and dumpers)
+instead of going through a general converter, because chunk parsing is the hot path.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, ClassVar, Dict, List, Optional, Type, TypeVar, Union
+
+import attrs
+
+__all__ = [
+    "NOTSET",
+    "NotSet",
+    "OpenAIObject",
+    "ContentPart",
+    "TextPart",
+    "ImageURL",
+    "ImageURLPart",
+    "InputAudio",
+    "InputAudioPart",
+    "VideoURL",
+    "VideoURLPart",
+    "FileRef",
+    "FilePart",
+    "FunctionCall",
+    "ToolCall",
+    "Message",
+    "FunctionDefinition",
+    "Tool",
+    "ChatCompletionRequest",
+    "PromptTokensDetails",
+    "CompletionTokensDetails",
+    "Usage",
+    "Choice",
+    "ChatCompletion",
+    "ChunkChoice",
+    "ChatCompletionChunk",
+    "CompletionChoice",
+    "Completion",
+    "Embedding",
+    "EmbeddingResponse",
+    "RerankDocument",
+    "RerankResult",
+    "RerankResponse",
+    "Transcription",
+    "Image",
+    "ImageResponse",
+]
+
+
+class NotSet:
+    """Marks a field whose key was absent, as distinct from an explicit JSON ``null``."""
+
+    _instance: ClassVar[Optional["NotSet"]] = None
+
+    def __new__(cls) -> "NotSet":
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "NOTSET"
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __reduce__(self) -> str:
+        return "NOTSET"
+
+
+NOTSET = NotSet()
+
+T = TypeVar("T", bound="OpenAIObject")
+Loader = Optional[Callable[[Any], Any]]
+
+
+def field(
+    *, load: Loader = None, dump: Optional[Callable[[Any], Any]] = None, default: Any = NOTSET
+) -> Any:
+    """An optional OpenAI field; ``load``/``dump`` convert nested JSON to types and back."""
+    return attrs.field(default=default, metadata={"load": load, "dump": dump})
+
+
+def nested(cls: type, *, many: bool = False) -> Any:
+    """A field holding one (or a list of) OpenAI objects of type ``cls``."""
+    if many:
+
+        def load_many(value: Any) -> Any:
+            if isinstance(value, list):
+                return [cls.from_dict(v) if isinstance(v, dict) else v for v in value]
+            return value
+
+        return field(load=load_many, dump=_dump_list)
+    return field(load=lambda v: cls.from_dict(v) if isinstance(v, dict) else v, dump=_dump_one)
+
+
+def _dump_one(value: Any) -> Any:
+    return value.to_dict() if isinstance(value, OpenAIObject) else value
+
+
+def _dump_list(value: Any) -> Any:
+    if isinstance(value, list):
+        return [v.to_dict() if isinstance(v, OpenAIObject) else v for v in value]
+    return value
+
+
+class OpenAIObject:
+    """Base of every public type: lossless ``from_dict`` / ``to_dict`` and a quiet repr."""
+
+    __slots__ = ()
+    _loaders: ClassVar[Dict[str, Loader]]
+    _dumpers: ClassVar[tuple]
+    extra: Dict[str, Any]
+
+    @classmethod
+    def from_dict(cls: Type[T], data: Dict[str, Any]) -> T:
+        if not isinstance(data, dict):
+            raise TypeError(f"{cls.__name__}.from_dict expects a JSON object, got {type(data).__name__}")
+        loaders = cls._loaders
+        kwargs: Dict[str, Any] = {}
+        extra: Dict[str, Any] = {}
+        for key, value in data.items():
+            if key in loaders:
+                load = loaders[key]
+                kwargs[key] = value if load is None or value is None else load(value)
+            else:
+                extra[key] = value
+        obj = cls(**kwargs)
+        if extra:
+            obj.extra = extra
+        return obj
+
+    def to_dict(self) -> Dict[str, Any]:
+        out: Dict[str, Any] = {}
+        for name, dump in self._dumpers:
+            value = getattr(self, name)
+            if value is NOTSET:
+                continue
+            out[name] = value if dump is None or value is None else dump(value)
+        if self.extra:
+            out.update(self.extra)
+        return out
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """Read a known field or a provider extra by its JSON name."""
+        if key in self._loaders:
+            value = getattr(self, key)
+            return default if value is NOTSET else value
+        return self.extra.get(key, default)
+
+    def __repr__(self) -> str:
+        parts = [
+            f"{name}={getattr(self, name)!r}"
+            for name, _ in self._dumpers
+            if getattr(self, name) is not NOTSET
+        ]
+        parts.extend(f"{k}={v!r}" for k, v in self.extra.items())
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+
+def openai_type(cls: type) -> Any:
+    """Make ``cls`` an attrs class with its codec table; fields are keyword-only."""
+    annotations = cls.__dict__.get("__annotations__", {})
+    if "extra" not in annotations:
+        cls.__annotations__ = {**annotations, "extra": "Dict[str, Any]"}
+        cls.extra = attrs.field(factory=dict, repr=False)  # type: ignore[attr-defined]
+    new = attrs.define(cls, slots=True, kw_only=True, repr=False, eq=True)
+    fields = [f for f in attrs.fields(new) if f.name != "extra"]
+    new._loaders = {f.name: f.metadata.get("load") for f in fields}
+    new._dumpers = tuple((f.name, f.metadata.get("dump")) for f in fields)
+    return new
+
+
+# --- content parts -------------------------------------------------------------------
+
+
+@openai_type
+class ContentPart(OpenAIObject):
+    """A content part of a type this library has no class for; kept as it came."""
+
+    type: str = field()
+
+
+@openai_type
+class TextPart(OpenAIObject):
+    type: str = field(default="text")
+    text: str = field()
+
+
+@openai_type
+class ImageURL(OpenAIObject):
+    url: str = field()
+    detail: Optional[str] = field()
+
+
+@openai_type
+class ImageURLPart(OpenAIObject):
+    type: str = field(default="image_url")
+    image_url: ImageURL = nested(ImageURL)
+
+
+@openai_type
+class InputAudio(OpenAIObject):
+    data: str = field()
+    format: str = field()
+
+
+@openai_type
+class InputAudioPart(OpenAIObject):
+    type: str = field(default="input_audio")
+    input_audio: InputAudio = nested(InputAudio)
+
+
+@openai_type
+class VideoURL(OpenAIObject):
+    url: str = field()
+
+
+@openai_type
+class VideoURLPart(OpenAIObject):
+    type: str = field(default="video_url")
+    video_url: VideoURL = nested(VideoURL)
+
+
+@openai_type
+class FileRef(OpenAIObject):
+    file_id: Optional[str] = field()
+    file_data: Optional[str] = field()
+    filename: Optional[str] = field()
+
+
+@openai_type
+class FilePart(OpenAIObject):
+    type: str = field(default="file")
+    file: FileRef = nested(FileRef)
+
+
+_PART_TYPES: Dict[str, type] = {
+    "text": TextPart,
+    "image_url": ImageURLPart,
+    "input_audio": InputAudioPart,
+    "video_url": VideoURLPart,
+    "file": FilePart,
+}
+
+
+def _load_content(value: Any) -> Any:
+    if isinstance(value, list):
+        return [
+            _PART_TYPES.get(part.get("type"), ContentPart).from_dict(part)
+            if isinstance(part, dict)
+            else part
+            for part in value
+        ]
+    return value
+
+
+# --- messages and tools --------------------------------------------------------------
+
+
+@openai_type
+class FunctionCall(OpenAIObject):
+    name: str = field()
+    arguments: str = field()
+
+
+@openai_type
+class ToolCall(OpenAIObject):
+    """A tool call; in stream deltas it also carries ``index``."""
+
+    index: int = field()
+    id: str = field()
+    type: str = field()
+    function: FunctionCall = nested(FunctionCall)
+
+
+@openai_type
+class Message(OpenAIObject):
+    """A chat message: request messages, response messages and stream deltas alike."""
+
+    role: str = field()
+    content: Union[str, List[Any], None] = field(load=_load_content, dump=_dump_list)
+    name: str = field()
+    tool_calls: Optional[List[ToolCall]] = nested(ToolCall, many=True)
+    tool_call_id: str = field()
+    refusal: Optional[str] = field()
+    reasoning_content: Optional[str] = field()
+
+    @property
+    def reasoning(self) -> Optional[str]:
+        """The model's reasoning text, whichever field the upstream used for it."""
+        if self.reasoning_content:
+            return self.reasoning_content
+        return self.extra.get("reasoning") or None
+
+    @property
+    def text(self) -> str:
+        """The text of ``content``: the string itself or its text parts joined."""
+        content = self.content
+        if isinstance(content, str):
+            return content
+        if isinstance(content, list):
+            return "".join(p.text for p in content if isinstance(p, TextPart))
+        return ""
+
+
+@openai_type
+class FunctionDefinition(OpenAIObject):
+    name: str = field()
+    description: str = field()
+    parameters: Dict[str, Any] = field()
+    strict: Optional[bool] = field()
+
+
+@openai_type
+class Tool(OpenAIObject):
+    type: str = field(default="function")
+    function: FunctionDefinition = nested(FunctionDefinition)
+
+
+@openai_type
+class ChatCompletionRequest(OpenAIObject):
+    """The request body of ``POST /chat/completions``; every other parameter stays in ``extra``."""
+
+    model: str = field()
+    messages: List[Message] = nested(Message, many=True)
+    tools: List[Tool] = nested(Tool, many=True)
+    tool_choice: Any = field()
+    response_format: Dict[str, Any] = field()
+    stream: bool = field()
+    stream_options: Optional[Dict[str, Any]] = field()
+    temperature: Optional[float] = field()
+    top_p: Optional[float] = field()
+    n: Optional[int] = field()
+    stop: Any = field()
+    max_tokens: Optional[int] = field()
+    max_completion_tokens: Optional[int] = field()
+    presence_penalty: Optional[float] = field()
+    frequency_penalty: Optional[float] = field()
+    seed: Optional[int] = field()
+    user: str = field()
+
+
+# --- responses -----------------------------------------------------------------------
+
+
+@openai_type
+class PromptTokensDetails(OpenAIObject):
+    cached_tokens: int = field()
+    audio_tokens: int = field()
+
+
+@openai_type
+class CompletionTokensDetails(OpenAIObject):
+    reasoning_tokens: int = field()
+    audio_tokens: int = field()
+    accepted_prediction_tokens: int = field()
+    rejected_prediction_tokens: int = field()
+
+
+@openai_type
+class Usage(OpenAIObject):
+    prompt_tokens: int = field()
+    completion_tokens: int = field()
+    total_tokens: int = field()
+    prompt_tokens_details: Optional[PromptTokensDetails] = nested(PromptTokensDetails)
+    completion_tokens_details: Optional[CompletionTokensDetails] = nested(CompletionTokensDetails)
+
+
+@openai_type
+class Choice(OpenAIObject):
+    index: int = field()
+    message: Message = nested(Message)
+    finish_reason: Optional[str] = field()
+    logprobs: Optional[Dict[str, Any]] = field()
+
+
+@openai_type
+class ChatCompletion(OpenAIObject):
+    id: str = field()
+    object: str = field()
+    created: int = field()
+    model: str = field()
+    choices: List[Choice] = nested(Choice, many=True)
+    usage: Optional[Usage] = nested(Usage)
+    system_fingerprint: Optional[str] = field()
+    service_tier: Optional[str] = field()
+
+
+@openai_type
+class ChunkChoice(OpenAIObject):
+    index: int = field()
+    delta: Message = nested(Message)
+    finish_reason: Optional[str] = field()
+    logprobs: Optional[Dict[str, Any]] = field()
+
+
+@openai_type
+class ChatCompletionChunk(OpenAIObject):
+    id: str = field()
+    object: str = field()
+    created: int = field()
+    model: str = field()
+    choices: List[ChunkChoice] = nested(ChunkChoice, many=True)
+    usage: Optional[Usage] = nested(Usage)
+    system_fingerprint: Optional[str] = field()
+    service_tier: Optional[str] = field()
+
+
+@openai_type
+class CompletionChoice(OpenAIObject):
+    index: int = field()
+    text: str = field()
+    logprobs: Optional[Dict[str, Any]] = field()
+    finish_reason: Optional[str] = field()
+
+
+@openai_type
+class Completion(OpenAIObject):
+    """A legacy ``/completions`` response or stream chunk."""
+
+    id: str = field()
+    object: str = field()
+    created: int = field()
+    model: str = field()
+    choices: List[CompletionChoice] = nested(CompletionChoice, many=True)
+    usage: Optional[Usage] = nested(Usage)
+    system_fingerprint: Optional[str] = field()
+
+
+@openai_type
+class Embedding(OpenAIObject):
+    """One embedding: a list of floats, or a base64 string with ``encoding_format="base64"``."""
+
+    object: str = field()
+    index: int = field()
+    embedding: Union[List[float], str] = field()
+
+
+@openai_type
+class EmbeddingResponse(OpenAIObject):
+    object: str = field()
+    data: List[Embedding] = nested(Embedding, many=True)
+    model: str = field()
+    usage: Optional[Usage] = nested(Usage)
+
+
+@openai_type
+class RerankDocument(OpenAIObject):
+    text: str = field()
+
+
+@openai_type
+class RerankResult(OpenAIObject):
+    index: int = field()
+    relevance_score: float = field()
+    document: Optional[RerankDocument] = nested(RerankDocument)
+
+
+@openai_type
+class RerankResponse(OpenAIObject):
+    id: str = field()
+    object: str = field()
+    model: str = field()
+    results: List[RerankResult] = nested(RerankResult, many=True)
+    usage: Optional[Usage] = nested(Usage)
+
+
+@openai_type
+class Transcription(OpenAIObject):
+    """An audio transcription; plain-text formats (text, srt, vtt) arrive as ``text`` alone."""
+
+    text: str = field()
+    language: str = field()
+    duration: float = field()
+    segments: List[Dict[str, Any]] = field()
+    words: List[Dict[str, Any]] = field()
+    usage: Dict[str, Any] = field()
+
+
+@openai_type
+class Image(OpenAIObject):
+    url: str = field()
+    b64_json: str = field()
+    revised_prompt: str = field()
+
+
+@openai_type
+class ImageResponse(OpenAIObject):
+    created: int = field()
+    data: List[Image] = nested(Image, many=True)
+    usage: Dict[str, Any] = field()
