@@ -342,6 +342,22 @@ class _Defaults:
                 continue
             return result
 
+    def build_request(self, operation: str, model: str, **kwargs: Any) -> WireRequest:
+        """The exact HTTP request a call would send, without sending it (``--dry-run``).
+
+        ``operation`` is one of ``chat``, ``text_completion``, ``embedding``, ``rerank``,
+        ``transcription``, ``image_generation``; ``kwargs`` are the call's arguments.
+        """
+        body: Dict[str, Any] = {}
+        if operation == "chat":
+            body["messages"] = _check_messages(kwargs.pop("messages", None))
+        if operation == "transcription" and "file" in kwargs:
+            kwargs["_files"] = {"file": _file_part(kwargs.pop("file"))}
+        hooks, call, _ = self._prepare(operation, model, body, kwargs)
+        request = hooks.transform_request(call, hooks.resolve_endpoint(call))
+        request.headers.update(call.extra_headers)
+        return request
+
     def _finish(self, hooks: ProviderHooks, call: Call, result: Any) -> Any:
         return _RESULT_TYPES[call.operation].from_dict(result)
 

@@ -216,7 +216,7 @@ class Registry:
             raise UnknownProviderError(
                 f"unknown provider {name!r}; installed providers: {', '.join(installed) or 'none'}."
                 f" Install its plugin, e.g. `pip install modelport-{name.replace('_', '-')}`,"
-                " or declare it in a config file's `providers:` section",
+                " or register one with modelport.register_provider()",
                 provider=name,
                 installed=installed,
             )

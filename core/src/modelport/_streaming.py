@@ -85,12 +85,13 @@ class Stream:
     def _iterate(self) -> Iterator[Any]:
         parser = self._parser
         try:
-            for raw in self._handle.iter_bytes():
+            pieces = self._handle.iter_bytes()
+            for raw in pieces:
                 chunks = parser.feed(raw)
                 if chunks:
                     yield from chunks
                 if parser.done:
-                    for _ in self._handle.iter_bytes():  # drain so the connection is reused
+                    for _ in pieces:  # drain so the connection is reused
                         pass
                     return
             yield from parser.finish()
@@ -129,12 +130,13 @@ class AsyncStream:
     async def _iterate(self) -> AsyncIterator[Any]:
         parser = self._parser
         try:
-            async for raw in self._handle.iter_bytes():
+            pieces = self._handle.iter_bytes()
+            async for raw in pieces:
                 chunks = parser.feed(raw)
                 for chunk in chunks:
                     yield chunk
                 if parser.done:
-                    async for _ in self._handle.iter_bytes():
+                    async for _ in pieces:  # drain so the connection is reused
                         pass
                     return
             for chunk in parser.finish():
