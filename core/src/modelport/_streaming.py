@@ -256,6 +256,7 @@ def _rebuild_chat(items: List[Dict[str, Any]]) -> ChatCompletion:
         for key, parts in acc.pop("_text").items():
             message[key] = "".join(parts)
         message.setdefault("content", None)
+        message.setdefault("refusal", None)
         calls = acc.pop("_calls")
         if calls:
             message["tool_calls"] = [calls[i] for i in sorted(calls)]

@@ -142,6 +142,16 @@ class AsyncStreamHandle:
         self._response.release()
 
 
+def _abandon(session: Any) -> None:
+    """Mark a session of a finished event loop closed; its loop can no longer close it."""
+    connector = session.connector
+    if connector is not None:
+        try:
+            connector._close()
+        except Exception:  # the loop is gone; nothing more can be released from here
+            pass
+
+
 class AsyncTransport:
     """Sends ``WireRequest`` s over an aiohttp session, one per event loop."""
 
@@ -158,6 +168,8 @@ class AsyncTransport:
 
         loop = asyncio.get_running_loop()
         if self._session is None or (self._own and (self._loop is not loop or self._session.closed)):
+            if self._session is not None and not self._session.closed:
+                _abandon(self._session)
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._limit),
                 auto_decompress=True,

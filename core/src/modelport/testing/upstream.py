@@ -281,6 +281,8 @@ def _echo(recorded: RecordedRequest) -> Reply:
     model = body.get("model") or recorded.form.get("model") or "echo"
     created = int(time.time())
     path = recorded.path
+    if not path.startswith("/v1/"):
+        return Reply(status=404, json={"error": {"message": f"no route {recorded.method} {path}", "type": "invalid_request_error", "code": "not_found"}})
     if path.endswith("/chat/completions"):
         text = echo_text(body)
         usage = {"prompt_tokens": len(str(body.get("messages")).split()), "completion_tokens": len(text.split())}
