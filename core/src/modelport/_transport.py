@@ -9,7 +9,9 @@ pooled, kept-alive connections. Both are imported only when a client first sends
 
 from __future__ import annotations
 
+import atexit
 import json
+import weakref
 from typing import Any, AsyncIterator, Dict, Iterator, Optional
 
 from ._wire import WireRequest, WireResponse
@@ -152,6 +154,18 @@ def _abandon(session: Any) -> None:
             pass
 
 
+_LIVE_ASYNC_TRANSPORTS: "weakref.WeakSet[AsyncTransport]" = weakref.WeakSet()
+
+
+@atexit.register
+def _abandon_at_exit() -> None:
+    # asyncio.run() closes its loop but not sessions opened on it (the module-level
+    # functions' shared client); mark them closed so shutdown is quiet.
+    for transport in list(_LIVE_ASYNC_TRANSPORTS):
+        if transport._session is not None and not transport._session.closed:
+            _abandon(transport._session)
+
+
 class AsyncTransport:
     """Sends ``WireRequest`` s over an aiohttp session, one per event loop."""
 
@@ -160,6 +174,7 @@ class AsyncTransport:
         self._own = session is None
         self._loop: Any = None
         self._limit = limit
+        _LIVE_ASYNC_TRANSPORTS.add(self)
 
     def _current_session(self) -> Any:
         import asyncio
