@@ -15,7 +15,6 @@ from typing import Any, List, Optional
 
 from . import errors, types
 from ._client import AsyncClient, Client, providers
-from ._plugins import ProviderListing, register_provider, registry
 from ._streaming import AsyncStream, Stream, stream_to_completion
 from ._wire import (
     END_OF_STREAM,
@@ -29,10 +28,29 @@ from ._wire import (
     WireResponse,
 )
 from .errors import *  # noqa: F401,F403  (every error class is importable from modelport)
-from .hookspecs import hookimpl
 from .types import *  # noqa: F401,F403
 
 __version__ = "0.1.0"
+
+# Loaded on first use so that `import modelport` imports neither pluggy nor entry-point
+# machinery: a plugin's `from modelport import hookimpl` pays for pluggy, an app's import does not.
+_LAZY = {
+    "hookimpl": ("hookspecs", "hookimpl"),
+    "registry": ("_plugins", "registry"),
+    "register_provider": ("_plugins", "register_provider"),
+    "ProviderListing": ("_plugins", "ProviderListing"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(f"{__name__}.{module}"), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 _lock = threading.Lock()
 _default_client: Optional[Client] = None

@@ -8,25 +8,21 @@ responses live in the pipeline, so both clients behave identically by constructi
 
 from __future__ import annotations
 
-import email.utils
 import logging
-import mimetypes
 import os
 import random
 import time
-from typing import Any, Dict, Generator, Iterable, List, Mapping, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Generator, Iterable, List, Mapping, Optional, Tuple, Union
 
-from ._plugins import ProviderHooks, ProviderListing, registry
 from ._streaming import AsyncStream, Stream, chunk_type_for
 from ._transport import AsyncTransport, SyncTransport, encode_json
-from ._wire import Call, FollowUp, WireRequest, WireResponse, redact_headers
+from ._wire import Call, FollowUp, WireRequest, WireResponse, env_value, redact_headers
 from .errors import (
     APIConnectionError,
     APITimeoutError,
     InvalidRequestError,
     ProviderError,
 )
-from .openai_wire import build_error, env_value
 from .types import (
     ChatCompletion,
     Completion,
@@ -36,6 +32,9 @@ from .types import (
     RerankResponse,
     Transcription,
 )
+
+if TYPE_CHECKING:
+    from ._plugins import ProviderHooks, ProviderListing
 
 __all__ = ["Client", "AsyncClient", "OPENAI_PARAMS", "CALL_OPTIONS"]
 
@@ -132,8 +131,17 @@ class _AsyncMockHandle(_MockHandle):
 # --- preparing a call --------------------------------------------------------------------
 
 
+def _registry() -> Any:
+    # Imported on the first call, not by `import modelport`: pluggy and entry-point
+    # scanning are only needed once a provider is actually used.
+    from ._plugins import registry
+
+    return registry
+
+
 def _split_model(model: Any) -> Tuple[str, str]:
     if not isinstance(model, str) or "/" not in model.strip("/"):
+        registry = _registry()
         installed = ", ".join(registry.names()) or "none installed"
         raise InvalidRequestError(
             f"model {model!r} needs a provider prefix: '<provider>/<model id>',"
@@ -166,6 +174,8 @@ def _file_part(file: Any) -> Tuple[str, bytes, str]:
             param="file",
         )
     if content_type is None:
+        import mimetypes
+
         content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
     return name, bytes(content), content_type
 
@@ -225,7 +235,7 @@ class _Defaults:
     ) -> Tuple[ProviderHooks, Call, Dict[str, Any]]:
         files = kwargs.pop("_files", None) or {}
         provider, model_id = _split_model(model)
-        hooks = registry.hooks(provider)
+        hooks = _registry().hooks(provider)
         info = hooks.info
         if operation not in info.operations:
             raise InvalidRequestError(
@@ -320,7 +330,7 @@ class _Defaults:
                 if not isinstance(response, WireResponse):
                     return response  # an open stream with a 2xx status
             if response.status >= 400:
-                error = hooks.map_error(call, response) or build_error(call, response)
+                error = hooks.map_error(call, response) or _fallback_error(call, response)
                 _stamp(error, call)
                 if error.retryable and attempt < retries:
                     attempt += 1
@@ -362,6 +372,12 @@ class _Defaults:
         return _RESULT_TYPES[call.operation].from_dict(result)
 
 
+def _fallback_error(call: Call, response: WireResponse) -> ProviderError:
+    from .openai_wire import build_error
+
+    return build_error(call, response)
+
+
 def _stamp(exc: ProviderError, call: Call) -> ProviderError:
     """Name the provider and model on an error, and make sure the key is not in its text."""
     if exc.provider is None:
@@ -391,7 +407,12 @@ def _retry_after(headers: Mapping[str, str]) -> Optional[float]:
     try:
         return min(_MAX_RETRY_AFTER, max(0.0, float(value)))
     except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        import email.utils
+
+        try:
+            parsed = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
         if parsed is None:
             return None
         return min(_MAX_RETRY_AFTER, max(0.0, parsed.timestamp() - time.time()))
@@ -637,6 +658,6 @@ class AsyncClient(_Defaults):
         await self.close()
 
 
-def providers(*, load: bool = True) -> List[ProviderListing]:
+def providers(*, load: bool = True) -> List["ProviderListing"]:
     """Installed providers; ``load=False`` reads entry-point metadata only (imports nothing)."""
-    return registry.listing(load=load)
+    return _registry().listing(load=load)

@@ -20,8 +20,12 @@ from .errors import APIConnectionError, APITimeoutError, ProviderError, StreamIn
 __all__ = ["SyncTransport", "AsyncTransport", "encode_json"]
 
 
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def encode_json(body: Any) -> bytes:
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    """Compact UTF-8 JSON, as OpenAI's SDK sends it (one encoder, built once)."""
+    return _ENCODE(body).encode("utf-8")
 
 
 def _body(request: WireRequest) -> Dict[str, Any]:
@@ -60,8 +64,11 @@ class SyncStreamHandle:
     def iter_bytes(self) -> Iterator[bytes]:
         import httpx
 
+        response = self._response
+        # Without a content encoding the raw body is the body: skip httpx's decoder layer.
+        pieces = response.iter_bytes() if "content-encoding" in self.head.headers else response.iter_raw()
         try:
-            yield from self._response.iter_bytes()
+            yield from pieces
         except httpx.TransportError as exc:
             raise StreamInterruptedError(
                 f"stream from {_origin(self._request.url)} broke: {type(exc).__name__}: {exc}"

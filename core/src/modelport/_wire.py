@@ -7,6 +7,7 @@ Secrets travel in headers and ``Call.api_key`` and are redacted from every repr.
 from __future__ import annotations
 
 import json
+import os
 from typing import Any, Callable, Dict, FrozenSet, Mapping, Optional, Tuple
 
 import attrs
@@ -23,6 +24,7 @@ __all__ = [
     "END_OF_STREAM",
     "IGNORE_EVENT",
     "redact_headers",
+    "env_value",
 ]
 
 #: Operation names a provider can declare in ``ProviderInfo.operations``.
@@ -38,6 +40,15 @@ OPERATIONS = (
 _SECRET_HEADERS = frozenset(
     {"authorization", "api-key", "x-api-key", "proxy-authorization", "x-goog-api-key", "cookie"}
 )
+
+
+def env_value(names: Any) -> Optional[str]:
+    """The value of the first environment variable in ``names`` that is set and non-empty."""
+    for name in names:
+        value = os.environ.get(name)
+        if value:
+            return value
+    return None
 
 
 def redact_headers(headers: Mapping[str, str]) -> Dict[str, str]:

@@ -9,7 +9,6 @@ reuse them instead of rewriting envelope parsing.
 from __future__ import annotations
 
 import json
-import os
 import re
 from typing import Any, Dict, List, Optional
 
@@ -22,6 +21,7 @@ from ._wire import (
     ServerSentEvent,
     WireRequest,
     WireResponse,
+    env_value,
 )
 from .hookspecs import hookimpl
 
@@ -47,15 +47,6 @@ PATHS = {
 _BAD_LINE_LIMIT = 200
 _TAG = re.compile(r"<[^>]+>")
 _SPACES = re.compile(r"\s+")
-
-
-def env_value(names: Any) -> Optional[str]:
-    """The value of the first environment variable in ``names`` that is set and non-empty."""
-    for name in names:
-        value = os.environ.get(name)
-        if value:
-            return value
-    return None
 
 
 def fold_system_messages(messages: List[Dict[str, Any]]) -> List[Dict[str, Any]]:

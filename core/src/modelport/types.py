@@ -97,8 +97,11 @@ def nested(cls: type, *, many: bool = False) -> Any:
                 return [cls.from_dict(v) if isinstance(v, dict) else v for v in value]
             return value
 
-        return field(load=load_many, dump=_dump_list)
-    return field(load=lambda v: cls.from_dict(v) if isinstance(v, dict) else v, dump=_dump_one)
+        return attrs.field(default=NOTSET, metadata={"load": load_many, "dump": _dump_list, "nested": cls, "many": True})
+    return attrs.field(
+        default=NOTSET,
+        metadata={"load": lambda v: cls.from_dict(v) if isinstance(v, dict) else v, "dump": _dump_one, "nested": cls},
+    )
 
 
 def _dump_one(value: Any) -> Any:
@@ -121,8 +124,9 @@ class OpenAIObject:
 
     @classmethod
     def from_dict(cls: Type[T], data: Dict[str, Any]) -> T:
+        """Build from OpenAI JSON; unknown keys go to ``extra``. Each class gets a compiled twin."""
         if not isinstance(data, dict):
-            raise TypeError(f"{cls.__name__}.from_dict expects a JSON object, got {type(data).__name__}")
+            raise _not_an_object(cls, data)
         loaders = cls._loaders
         kwargs: Dict[str, Any] = {}
         extra: Dict[str, Any] = {}
@@ -165,8 +169,63 @@ class OpenAIObject:
         return f"{type(self).__name__}({', '.join(parts)})"
 
 
+def _not_an_object(cls: type, data: Any) -> TypeError:
+    return TypeError(f"{cls.__name__}.from_dict expects a JSON object, got {type(data).__name__}")
+
+
+def _compile_from_dict(cls: type, fields: List[Any]) -> Any:
+    """A ``from_dict`` specialised to ``cls``'s fields.
+
+    Chunk parsing runs this for every chunk of every stream, so, like attrs' own
+    ``__init__``, it is generated once per class: one ``dict.get`` and one slot store per
+    field (no ``__init__`` call), and the unknown-key scan only when the keys are not a
+    subset of the fields (a C-level check).
+    The generic loop in ``OpenAIObject.from_dict`` is the reference it must match.
+    """
+    names = frozenset(f.name for f in fields)
+    namespace: Dict[str, Any] = {"NOTSET": NOTSET, "_names": names, "_not_an_object": _not_an_object, "dict": dict, "list": list}
+    assignments = []
+    for f in fields:
+        name, meta = f.name, f.metadata
+        if meta.get("nested") is not None:
+            # Nested types are looked up when first parsing, as they may be defined later.
+            namespace[f"_type_{name}"] = meta["nested"]
+            one = f"_type_{name}.from_dict"
+            if meta.get("many"):
+                value = f"[{one}(x) if type(x) is dict else x for x in v] if type(v) is list else v"
+            else:
+                value = f"{one}(v) if type(v) is dict else v"
+            assignments.append(f"    v = get({name!r}, NOTSET)")
+            assignments.append(f"    obj.{name} = {value}")
+        elif meta.get("load") is not None:
+            namespace[f"_load_{name}"] = meta["load"]
+            assignments.append(
+                f"    obj.{name} = _load_{name}(v) if (v := get({name!r}, NOTSET)) is not NOTSET and v is not None else v"
+            )
+        else:
+            assignments.append(f"    obj.{name} = get({name!r}, NOTSET)")
+    source = "\n".join(
+        [
+            "def from_dict(cls, data):",
+            "    if type(data) is not dict and not isinstance(data, dict):",
+            "        raise _not_an_object(cls, data)",
+            "    get = data.get",
+            "    obj = _new(cls)",
+            *assignments,
+            "    if data.keys() <= _names:",
+            "        obj.extra = {}",
+            "    else:",
+            "        obj.extra = {k: v for k, v in data.items() if k not in _names}",
+            "    return obj",
+        ]
+    )
+    namespace["_new"] = object.__new__
+    exec(compile(source, f"<modelport from_dict {cls.__name__}>", "exec"), namespace)
+    return classmethod(namespace["from_dict"])
+
+
 def openai_type(cls: type) -> Any:
-    """Make ``cls`` an attrs class with its codec table; fields are keyword-only."""
+    """Make ``cls`` an attrs class with its codec; fields are keyword-only."""
     annotations = cls.__dict__.get("__annotations__", {})
     if "extra" not in annotations:
         cls.__annotations__ = {**annotations, "extra": "Dict[str, Any]"}
@@ -175,6 +234,7 @@ def openai_type(cls: type) -> Any:
     fields = [f for f in attrs.fields(new) if f.name != "extra"]
     new._loaders = {f.name: f.metadata.get("load") for f in fields}
     new._dumpers = tuple((f.name, f.metadata.get("dump")) for f in fields)
+    new.from_dict = _compile_from_dict(new, fields)
     return new
 
 

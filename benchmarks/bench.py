@@ -1,0 +1,313 @@
+"""modelport against raw httpx / aiohttp (and the openai SDK, LiteLLM when installed).
+
+    python benchmarks/bench.py            # all sections, figures as ratios
+    python benchmarks/bench.py --quick    # fewer rounds
+
+One run, one loopback upstream in a separate process (so the server does not share
+the client's interpreter), canned responses so the server's cost is the same for
+every client. Ratios are client time over raw-httpx time on the same run: lower is better.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any, Callable, Dict, List, Optional
+
+CHUNKS = 1000
+MESSAGES = [{"role": "user", "content": "hello"}]
+
+
+# --- the upstream -----------------------------------------------------------------------
+
+
+def _canned() -> Dict[str, bytes]:
+    head = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1, "model": "bench"}
+    events = [
+        json.dumps({**head, "choices": [{"index": 0, "delta": {"content": f"tok{i} "}, "logprobs": None, "finish_reason": None}]})
+        for i in range(CHUNKS)
+    ]
+    events.append(json.dumps({**head, "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}]}))
+    full = {
+        "id": "chatcmpl-bench", "object": "chat.completion", "created": 1, "model": "bench",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi there", "refusal": None}, "logprobs": None, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
+    }  # fmt: skip
+    return {
+        "json": json.dumps(full).encode(),
+        "events": [f"data: {e}\n\n".encode() for e in events] + [b"data: [DONE]\n\n"],  # type: ignore[dict-item]
+    }
+
+
+def serve() -> None:
+    from aiohttp import web
+
+    canned = _canned()
+
+    async def chat(request: Any) -> Any:
+        body = await request.json()
+        if not body.get("stream"):
+            return web.Response(body=canned["json"], content_type="application/json")
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for event in canned["events"]:
+            await response.write(event)
+        await response.write_eof()
+        return response
+
+    async def main() -> None:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", chat)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
+        await site.start()
+        print(site._server.sockets[0].getsockname()[1], flush=True)  # type: ignore[union-attr]
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+# --- measuring --------------------------------------------------------------------------
+
+
+def interleaved(runs: Dict[str, Callable[[], None]], repeat: int) -> Dict[str, float]:
+    """Fastest of ``repeat`` rounds per client, the clients taking turns in every round
+    so that a slow moment of the machine hits all of them alike."""
+    best = {name: float("inf") for name in runs}
+    for _ in range(repeat):
+        for name, fn in runs.items():
+            start = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best
+
+
+def import_times(rounds: int) -> Dict[str, float]:
+    def timed(code: str) -> float:
+        samples = []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+            samples.append(time.perf_counter() - start)
+        return statistics.median(samples)
+
+    bare = timed("pass")
+    out = {"bare interpreter": bare}
+    for name in ("modelport", "httpx", "openai", "litellm"):
+        try:
+            out[f"import {name}"] = timed(f"import {name}") - bare
+        except subprocess.CalledProcessError:
+            continue
+    out["import modelport + first call"] = (
+        timed(
+            "import modelport; modelport.completion('openai/m', [{'role': 'user', 'content': 'hi'}],"
+            f" api_base='{BASE}', num_retries=0)"
+        )
+        - bare
+    )
+    return out
+
+
+BASE = ""
+
+
+def sequential_calls(calls: int, repeat: int) -> Dict[str, float]:
+    import httpx
+
+    import modelport
+
+    url = f"{BASE}/chat/completions"
+    body = {"model": "bench", "messages": MESSAGES}
+    raw = httpx.Client()
+    client = modelport.Client(api_base=BASE)
+
+    def run_raw() -> None:
+        for _ in range(calls):
+            raw.post(url, json=body).json()
+
+    def run_modelport() -> None:
+        for _ in range(calls):
+            client.completion("openai/bench", MESSAGES)
+
+    runs: Dict[str, Callable[[], None]] = {"raw httpx": run_raw, "modelport": run_modelport}
+    try:
+        import openai
+
+        sdk = openai.OpenAI(base_url=BASE, api_key="x", max_retries=0)
+
+        def run_sdk() -> None:
+            for _ in range(calls):
+                sdk.chat.completions.create(model="bench", messages=MESSAGES)  # type: ignore[arg-type]
+
+        runs["openai SDK"] = run_sdk
+    except ImportError:
+        pass
+    try:
+        import litellm
+
+        def run_litellm() -> None:
+            for _ in range(calls):
+                litellm.completion(model="openai/bench", messages=MESSAGES, api_base=BASE, api_key="x")
+
+        runs["LiteLLM"] = run_litellm
+    except ImportError:
+        pass
+    for run in runs.values():  # warm up connections and plugin loading
+        run()
+    return {name: t / calls for name, t in interleaved(runs, repeat).items()}
+
+
+def streaming(streams: int, repeat: int) -> Dict[str, float]:
+    import httpx
+
+    import modelport
+
+    url = f"{BASE}/chat/completions"
+    body = {"model": "bench", "messages": MESSAGES, "stream": True}
+    raw = httpx.Client()
+    client = modelport.Client(api_base=BASE)
+    loads = json.loads
+
+    def run_raw() -> None:
+        for _ in range(streams):
+            with raw.stream("POST", url, json=body) as response:
+                for line in response.iter_lines():
+                    if line.startswith("data: ") and line != "data: [DONE]":
+                        loads(line[6:])
+
+    def run_modelport() -> None:
+        for _ in range(streams):
+            for _chunk in client.completion("openai/bench", MESSAGES, stream=True):
+                pass
+
+    per_chunk = streams * (CHUNKS + 1)
+    runs: Dict[str, Callable[[], None]] = {"raw httpx + json.loads": run_raw, "modelport": run_modelport}
+    try:
+        import openai
+
+        sdk = openai.OpenAI(base_url=BASE, api_key="x", max_retries=0)
+
+        def run_sdk() -> None:
+            for _ in range(streams):
+                for _chunk in sdk.chat.completions.create(model="bench", messages=MESSAGES, stream=True):  # type: ignore[arg-type]
+                    pass
+
+        runs["openai SDK"] = run_sdk
+    except ImportError:
+        pass
+    try:
+        import litellm
+
+        def run_litellm() -> None:
+            for _ in range(streams):
+                for _chunk in litellm.completion(model="openai/bench", messages=MESSAGES, api_base=BASE, api_key="x", stream=True):
+                    pass
+
+        runs["LiteLLM"] = run_litellm
+    except ImportError:
+        pass
+    for run in runs.values():
+        run()
+    return {name: t / per_chunk for name, t in interleaved(runs, repeat).items()}
+
+
+def concurrency(total: int, width: int) -> Dict[str, float]:
+    """Requests per second with ``width`` calls in flight, ``total`` calls in all."""
+    import aiohttp
+    import httpx
+
+    import modelport
+
+    url = f"{BASE}/chat/completions"
+    body = {"model": "bench", "messages": MESSAGES}
+
+    async def drive(one: Callable[[], Any]) -> float:
+        queue = iter(range(total))
+
+        async def worker() -> None:
+            for _ in queue:
+                await one()
+
+        await asyncio.gather(*(worker() for _ in range(width)))  # warm-up round opens connections
+        queue = iter(range(total))
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(width)))
+        return total / (time.perf_counter() - start)
+
+    async def with_aiohttp() -> float:
+        async with aiohttp.ClientSession() as session:
+
+            async def one() -> None:
+                async with session.post(url, json=body) as response:
+                    await response.json()
+
+            return await drive(one)
+
+    async def with_httpx() -> float:
+        async with httpx.AsyncClient(limits=httpx.Limits(max_connections=width)) as session:
+
+            async def one() -> None:
+                (await session.post(url, json=body)).json()
+
+            return await drive(one)
+
+    async def with_modelport() -> float:
+        async with modelport.AsyncClient(api_base=BASE) as client:
+
+            async def one() -> None:
+                await client.completion("openai/bench", MESSAGES)
+
+            return await drive(one)
+
+    return {
+        "raw aiohttp": asyncio.run(with_aiohttp()),
+        "raw httpx.AsyncClient": asyncio.run(with_httpx()),
+        "modelport AsyncClient": asyncio.run(with_modelport()),
+    }
+
+
+def report(title: str, figures: Dict[str, float], base: Optional[str], unit: str, scale: float, higher_is_better: bool = False) -> None:
+    print(f"\n## {title}")
+    reference = figures.get(base) if base else None
+    for name, value in figures.items():
+        ratio = f"  {value / reference:5.2f}x {base}" if reference else ""
+        print(f"  {name:<32} {value * scale:10.1f} {unit}{ratio}")
+
+
+def main() -> None:
+    global BASE
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    if args.serve:
+        serve()
+        return
+    server = subprocess.Popen([sys.executable, __file__, "--serve"], stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(server.stdout.readline())  # type: ignore[union-attr]
+        BASE = f"http://127.0.0.1:{port}/v1"
+        os.environ.setdefault("OPENAI_API_KEY", "x")
+        quick = args.quick
+        print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores; upstream {BASE}")
+        report("import time above a bare interpreter (median)", import_times(3 if quick else 9), None, "ms", 1e3)
+        report("sequential non-streaming call", sequential_calls(200 if quick else 500, 3 if quick else 5), "raw httpx", "us/call", 1e6)
+        report(f"streaming, {CHUNKS}-chunk streams", streaming(3 if quick else 10, 3 if quick else 5), "raw httpx + json.loads", "us/chunk", 1e6)
+        figures = concurrency(1000 if quick else 3000, 64)
+        print("\n## 64 concurrent async calls")
+        for name, value in figures.items():
+            print(f"  {name:<32} {value:10.0f} req/s  {value / figures['raw aiohttp']:5.2f}x raw aiohttp")
+    finally:
+        server.terminate()
+        server.wait()
+
+
+if __name__ == "__main__":
+    main()
