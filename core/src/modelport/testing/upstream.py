@@ -184,18 +184,7 @@ class FakeUpstream:
             except ValueError:
                 pass
         elif content_type.startswith("multipart/form-data"):
-            import aiohttp
-
-            reader = aiohttp.MultipartReader(request.headers, _BytesStream(body))
-            while True:
-                part = await reader.next()
-                if part is None:
-                    break
-                data = await part.read()
-                if part.filename:
-                    recorded.files[part.name] = (part.filename, bytes(data), part.headers.get("Content-Type"))
-                else:
-                    recorded.form[part.name] = bytes(data).decode()
+            recorded.form, recorded.files = _parse_multipart(content_type, body)
         return recorded
 
     def _next_reply(self, recorded: RecordedRequest) -> Optional[Reply]:
@@ -244,35 +233,23 @@ class FakeUpstream:
         return response
 
 
-class _BytesStream:
-    """The minimal stream interface aiohttp's MultipartReader reads from."""
+def _parse_multipart(content_type: str, body: bytes) -> Any:
+    """Form fields and files of a multipart body, with the standard library's MIME parser."""
+    from email.parser import BytesParser
+    from email.policy import HTTP
 
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-        self._pos = 0
-
-    async def readline(self) -> bytes:
-        end = self._data.find(b"\n", self._pos)
-        end = len(self._data) if end < 0 else end + 1
-        line, self._pos = self._data[self._pos : end], end
-        return line
-
-    async def read(self, n: int = -1) -> bytes:
-        end = len(self._data) if n < 0 else self._pos + n
-        chunk, self._pos = self._data[self._pos : end], end
-        return chunk
-
-    async def readany(self) -> bytes:
-        return await self.read()
-
-    async def readexactly(self, n: int) -> bytes:
-        return await self.read(n)
-
-    def at_eof(self) -> bool:
-        return self._pos >= len(self._data)
-
-    def unread_data(self, data: bytes) -> None:
-        self._pos -= len(data)
+    message = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + body)
+    form: Dict[str, Any] = {}
+    files: Dict[str, Any] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True) or b""
+        filename = part.get_filename()
+        if filename:
+            files[name] = (filename, payload, part.get_content_type())
+        else:
+            form[name] = payload.decode()
+    return form, files
 
 
 def _echo(recorded: RecordedRequest) -> Reply:
