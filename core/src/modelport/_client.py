@@ -364,6 +364,7 @@ class _Defaults:
         if operation == "transcription" and "file" in kwargs:
             kwargs["_files"] = {"file": _file_part(kwargs.pop("file"))}
         hooks, call, _ = self._prepare(operation, model, body, kwargs)
+        call.dry_run = True
         request = hooks.transform_request(call, hooks.resolve_endpoint(call))
         request.headers.update(call.extra_headers)
         return request

@@ -118,6 +118,9 @@ class Call:
     files: Dict[str, Tuple[str, bytes, str]] = attrs.field(factory=dict, repr=False)
     #: Scratch space that multi-step operations carry from one step to the next.
     state: Dict[str, Any] = attrs.field(factory=dict)
+    #: True when the request is only built to be shown (``--dry-run``), never sent:
+    #: checks that need a key or the network may stand down.
+    dry_run: bool = False
 
 
 @attrs.define(slots=True)

@@ -258,7 +258,7 @@ def _echo(recorded: RecordedRequest) -> Reply:
     model = body.get("model") or recorded.form.get("model") or "echo"
     created = int(time.time())
     path = recorded.path
-    if not path.startswith("/v1/"):
+    if "/v1/" not in path:
         return Reply(status=404, json={"error": {"message": f"no route {recorded.method} {path}", "type": "invalid_request_error", "code": "not_found"}})
     if path.endswith("/chat/completions"):
         text = echo_text(body)
@@ -295,7 +295,7 @@ def _echo(recorded: RecordedRequest) -> Reply:
         size = int(body.get("dimensions") or 8)
         data = []
         for index, item in enumerate(inputs):
-            seed = sum(str(item).encode()) + index
+            seed = sum(str(item).encode()) * 31 + len(str(item))  # depends on the text alone
             vector = [((seed * (k + 1)) % 97) / 97.0 for k in range(size)]
             if body.get("encoding_format") == "base64":
                 packed: Any = base64.b64encode(struct.pack(f"<{size}f", *vector)).decode()
