@@ -15,6 +15,8 @@ from typing import Any, List, Optional
 
 from . import errors, types
 from ._client import AsyncClient, Client, providers
+from ._images import save_images
+from ._sse import SSEDecoder
 from ._streaming import AsyncStream, Stream, stream_to_completion
 from ._wire import (
     END_OF_STREAM,
@@ -146,6 +148,8 @@ __all__ = [
     "image_generation",
     "aimage_generation",
     "stream_to_completion",
+    "save_images",
+    "SSEDecoder",
     "providers",
     "ProviderListing",
     "register_provider",

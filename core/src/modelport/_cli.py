@@ -28,13 +28,13 @@ def _parse_option(text: str) -> Any:
     return key, parsed
 
 
-def _add_connection_args(parser: argparse.ArgumentParser) -> None:
+def _add_connection_args(parser: argparse.ArgumentParser, option_flags: Sequence[str] = ("-o", "--option")) -> None:
     parser.add_argument("-m", "--model", required=True, help="provider/model, e.g. openai/gpt-4o-mini")
     parser.add_argument("--api-base", help="base URL of the provider's API (with /v1 where it has one)")
     parser.add_argument("--api-key", help="API key (prefer the provider's environment variable)")
     parser.add_argument(
-        "-o",
-        "--option",
+        *option_flags,
+        dest="option",
         action="append",
         type=_parse_option,
         default=[],
@@ -59,6 +59,19 @@ def _build_parser() -> argparse.ArgumentParser:
 
     listing = sub.add_parser("providers", help="list installed providers")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
+
+    image = sub.add_parser("image", help="generate an image, show the task's progress, save the file(s)")
+    _add_connection_args(image, option_flags=("--option",))
+    image.add_argument("prompt")
+    image.add_argument("-o", "--output", default="image.png", help="file to write (several images: NAME-2.png, ...) or a directory")
+    image.add_argument("--size", help="e.g. 1024x1024")
+    image.add_argument("--negative-prompt")
+    image.add_argument("--seed", type=int)
+    image.add_argument("--steps", type=int)
+    image.add_argument("--guidance", type=float)
+    image.add_argument("--image-url", help="input image for image-to-image models")
+    image.add_argument("--poll-interval", type=float, help="seconds between task polls")
+    image.add_argument("--task-timeout", type=float, help="seconds the whole task may take")
 
     demo = sub.add_parser("demo", help="stream a chat from a local OpenAI-compatible server this command starts")
     demo.add_argument("prompt", nargs="?", default="Hello from modelport!")
@@ -187,7 +200,36 @@ def _run_demo(args: argparse.Namespace) -> int:
         return _run_chat(namespace)
 
 
-_COMMANDS = {"chat": _run_chat, "providers": _run_providers, "demo": _run_demo}
+def _run_image(args: argparse.Namespace) -> int:
+    import time
+
+    from . import image_generation, save_images
+
+    kwargs = _connection(args)
+    for name in ("size", "negative_prompt", "seed", "steps", "guidance", "image_url", "poll_interval", "task_timeout"):
+        value = getattr(args, name)
+        if value is not None:
+            kwargs[name] = value
+    if args.dry_run:
+        print_dry_run("image_generation", args.model, {"prompt": args.prompt, **kwargs})
+        return 0
+    started = time.monotonic()
+    interactive = sys.stderr.isatty()
+
+    def progress(status: str, elapsed: float) -> None:
+        line = f"[modelport] image task {status.lower()}, {elapsed:.1f}s elapsed"
+        print(f"\r{line}" if interactive else line, end="" if interactive else "\n", file=sys.stderr, flush=True)
+
+    result = image_generation(args.model, args.prompt, on_progress=progress, **kwargs)
+    if interactive:
+        print(file=sys.stderr)
+    print(f"[modelport] image task done in {time.monotonic() - started:.1f}s", file=sys.stderr)
+    for path in save_images(result, args.output):
+        print(path)
+    return 0
+
+
+_COMMANDS = {"chat": _run_chat, "providers": _run_providers, "demo": _run_demo, "image": _run_image}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
