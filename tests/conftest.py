@@ -11,6 +11,9 @@ import pytest
 import modelport
 from modelport.testing.upstream import FakeUpstream
 
+# The conformance kit's fixtures, enabled the way a plugin author enables them.
+pytest_plugins = ["modelport.testing.plugin"]
+
 DATA = pathlib.Path(__file__).parent / "data"
 
 

@@ -1,0 +1,225 @@
+"""``ProviderConformance``: the property tests every provider plugin must pass.
+
+    # conftest.py
+    pytest_plugins = ["modelport.testing.plugin"]
+
+    # test_acme.py
+    from modelport.testing import ProviderConformance
+
+    class TestAcme(ProviderConformance):
+        provider = "acme"
+
+The provider's ``provider_info().operations`` decide which tests exist: tests for an
+operation the provider lacks are removed from the subclass, not skipped. A provider
+whose hooks deliberately change payloads declares it by overriding
+``expected_request`` / ``expected_response`` (with the documented mapping, written
+independently of the plugin's code), and ``accepts_request`` for values it rejects
+before sending.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from typing import Any, ClassVar, Dict, Iterator, List
+
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from .. import errors
+from .._client import _registry
+from .._streaming import Stream, stream_to_completion
+from .._wire import OPERATIONS, Call, ProviderInfo, WireResponse
+from ..types import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Completion, EmbeddingResponse
+from . import strategies as mst
+
+__all__ = ["ProviderConformance", "EXAMPLES"]
+
+#: Examples per property (``MODELPORT_CONFORMANCE_EXAMPLES`` overrides).
+EXAMPLES = int(os.environ.get("MODELPORT_CONFORMANCE_EXAMPLES", "40"))
+# Every subclass runs the same inherited @given methods; that is the design, so the
+# "differing executors" check (one method, several classes) does not apply.
+_settings = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.differing_executors],
+)
+_OPERATION_TESTS = {
+    "chat": (
+        "test_chat_request_round_trips_as_types",
+        "test_chat_request_survives_transform_request",
+        "test_chat_response_survives_transform_response",
+        "test_chat_stream_rebuilds_the_response",
+        "test_mock_completion_through_the_public_api",
+    ),
+    "text_completion": ("test_text_completion_response_survives_transform_response",),
+    "embedding": ("test_embedding_response_survives_transform_response",),
+}
+_MODEL = "conformance-model"
+
+
+class _Handle:
+    """A stream's body delivered in the given pieces, as the transport would."""
+
+    def __init__(self, pieces: List[bytes]) -> None:
+        self.head = WireResponse(200, {"content-type": "text/event-stream"}, b"")
+        self._pieces = pieces
+
+    def iter_bytes(self) -> Iterator[bytes]:
+        return iter(self._pieces)
+
+    def close(self) -> None:
+        return None
+
+
+class ProviderConformance:
+    """Subclass, set ``provider``, and the properties below run against that provider."""
+
+    #: The provider name (or alias) under test.
+    provider: ClassVar[str] = ""
+    #: Base URL and key put on every generated call (no request is sent).
+    api_base: ClassVar[str] = "http://127.0.0.1:1/v1"
+    api_key: ClassVar[str] = "sk-conformance"
+    #: Provider options (``ProviderInfo.options``) for every generated call.
+    call_options: ClassVar[Dict[str, Any]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not cls.provider:
+            return
+        info = _registry().hooks(cls.provider).info
+        for operation, names in _OPERATION_TESTS.items():
+            if operation not in info.operations:
+                for name in names:
+                    setattr(cls, name, None)  # not applicable: pytest collects nothing
+
+    # -- declared mappings (override where the provider documents one) ------------------
+
+    def expected_request(self, body: Dict[str, Any]) -> Dict[str, Any]:
+        """The wire body the provider sends for the OpenAI chat ``body``."""
+        return body
+
+    def expected_response(self, body: Dict[str, Any]) -> Dict[str, Any]:
+        """The OpenAI result the provider returns for the upstream ``body``."""
+        return body
+
+    def accepts_request(self, body: Dict[str, Any]) -> bool:
+        """False for requests the provider rejects before sending (documented ranges)."""
+        return True
+
+    # -- helpers -----------------------------------------------------------------------
+
+    @property
+    def hooks(self) -> Any:
+        return _registry().hooks(self.provider)
+
+    def call(self, operation: str, body: Dict[str, Any]) -> Call:
+        info = self.hooks.info
+        return Call(
+            operation=operation,
+            provider=info.name,
+            model=_MODEL,
+            body=body,
+            info=info,
+            stream=bool(body.get("stream")),
+            api_key=self.api_key,
+            api_base=self.api_base,
+            options=dict(self.call_options),
+        )
+
+    def respond(self, operation: str, payload: Any, status: int = 200) -> Any:
+        call = self.call(operation, {"model": _MODEL})
+        content = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
+        response = WireResponse(status, {"content-type": "application/json"}, content)
+        if status >= 400:
+            return self.hooks.map_error(call, response)
+        return self.hooks.transform_response(call, response)
+
+    # -- properties --------------------------------------------------------------------
+
+    def test_provider_info(self) -> None:
+        info = self.hooks.info
+        assert isinstance(info, ProviderInfo)
+        assert self.provider in (info.name, *info.aliases)
+        assert info.operations and set(info.operations) <= set(OPERATIONS)
+
+    @_settings
+    @given(body=mst.chat_requests())
+    def test_chat_request_round_trips_as_types(self, body: Dict[str, Any]) -> None:
+        body = {"model": _MODEL, **body}
+        assert ChatCompletionRequest.from_dict(copy.deepcopy(body)).to_dict() == body
+
+    @_settings
+    @given(body=mst.chat_requests())
+    def test_chat_request_survives_transform_request(self, body: Dict[str, Any]) -> None:
+        body = {"model": _MODEL, **body}
+        assume(self.accepts_request(body))
+        call = self.call("chat", copy.deepcopy(body))
+        request = self.hooks.transform_request(call, self.hooks.resolve_endpoint(call))
+        assert request.method == "POST" and request.url.startswith("http")
+        assert request.json == self.expected_request(copy.deepcopy(body))
+
+    @_settings
+    @given(body=mst.chat_responses())
+    def test_chat_response_survives_transform_response(self, openai_schema_validator: Any, body: Dict[str, Any]) -> None:
+        result = self.respond("chat", body)
+        assert result == self.expected_response(copy.deepcopy(body))
+        assert ChatCompletion.from_dict(copy.deepcopy(result)).to_dict() == result
+        openai_schema_validator(result, "CreateChatCompletionResponse")
+
+    @_settings
+    @given(data=st.data())
+    def test_chat_stream_rebuilds_the_response(self, openai_schema_validator: Any, data: Any) -> None:
+        response = data.draw(mst.chat_responses(), label="response")
+        chunks = data.draw(mst.chunk_stream(response), label="chunks")
+        raw = mst.sse_encode(chunks)
+        pieces = mst.split_bytes(raw, data.draw(st.lists(st.integers(0, len(raw)), max_size=12), label="cuts"))
+        call = self.call("chat", {"model": _MODEL, "messages": [{"role": "user", "content": "x"}], "stream": True})
+        typed = list(Stream(_Handle(pieces), self.hooks, call, ChatCompletionChunk))
+        assert [c.to_dict() for c in typed] == [self.expected_chunk(c) for c in chunks]
+        for chunk in typed:
+            openai_schema_validator(chunk.to_dict(), "CreateChatCompletionStreamResponse")
+        rebuilt = stream_to_completion(typed).to_dict()
+        assert rebuilt == self.expected_response(copy.deepcopy(response))
+        openai_schema_validator(rebuilt, "CreateChatCompletionResponse")
+
+    def expected_chunk(self, chunk: Dict[str, Any]) -> Dict[str, Any]:
+        """The OpenAI chunk the provider yields for the upstream ``chunk``."""
+        return chunk
+
+    def test_mock_completion_through_the_public_api(self) -> None:
+        from .. import Client
+
+        with Client(api_key=self.api_key, api_base=self.api_base) as client:
+            options = dict(self.call_options)
+            messages = [{"role": "user", "content": "ping"}]
+            result = client.completion(f"{self.provider}/{_MODEL}", messages, mock_response="pong", **options)
+            assert result.choices[0].message.content == "pong"
+            chunks = list(client.completion(f"{self.provider}/{_MODEL}", messages, mock_response="p o n g", stream=True, **options))
+            assert stream_to_completion(chunks).choices[0].message.content == "p o n g"
+
+    @_settings
+    @given(error=mst.error_responses())
+    def test_error_bodies_map_to_documented_classes(self, error: Dict[str, Any]) -> None:
+        mapped = self.respond("chat", error["body"], status=error["status"])
+        expected = errors.error_class_for_status(error["status"])
+        assert isinstance(mapped, expected), f"{type(mapped).__name__} is not a {expected.__name__}"
+        assert mapped.status == error["status"] and error["message"] in mapped.message
+        assert mapped.retryable == (error["status"] in (409, 429) or error["status"] >= 500)
+
+    @_settings
+    @given(body=mst.text_completion_responses)
+    def test_text_completion_response_survives_transform_response(self, openai_schema_validator: Any, body: Dict[str, Any]) -> None:
+        result = self.respond("text_completion", body)
+        assert result == body
+        assert Completion.from_dict(copy.deepcopy(result)).to_dict() == result
+        openai_schema_validator(result, "CreateCompletionResponse")
+
+    @_settings
+    @given(body=mst.embedding_responses)
+    def test_embedding_response_survives_transform_response(self, openai_schema_validator: Any, body: Dict[str, Any]) -> None:
+        result = self.respond("embedding", body)
+        assert result == body
+        assert EmbeddingResponse.from_dict(copy.deepcopy(result)).to_dict() == result
+        openai_schema_validator(result, "CreateEmbeddingResponse")

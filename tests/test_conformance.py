@@ -1,0 +1,71 @@
+"""The conformance kit over every installed first-party provider and the sample plugin.
+
+Each class is the one-line subclass a plugin author writes, plus the payload mappings
+the provider documents (written here from the docs, not from the plugin's code).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict
+
+from modelport.testing import ProviderConformance
+
+
+class TestOpenAI(ProviderConformance):
+    provider = "openai"
+
+
+class TestTextCompletionOpenAI(ProviderConformance):
+    provider = "text-completion-openai"
+
+
+class TestHostedVLLM(ProviderConformance):
+    provider = "hosted_vllm"
+
+    def expected_request(self, body: Dict[str, Any]) -> Dict[str, Any]:
+        # Documented: file parts (file_id URL or file_data URI) become video_url parts;
+        # tool_choice is not sent without tools.
+        for message in body["messages"]:
+            if isinstance(message.get("content"), list):
+                message["content"] = [
+                    {"type": "video_url", "video_url": {"url": p["file"].get("file_data") or p["file"]["file_id"]}}
+                    if p.get("type") == "file" else p
+                    for p in message["content"]
+                ]  # fmt: skip
+        if not body.get("tools"):
+            body.pop("tool_choice", None)
+        return body
+
+
+class TestVLLMAlias(TestHostedVLLM):
+    provider = "vllm"
+
+
+class TestDashScope(ProviderConformance):
+    provider = "dashscope"
+
+    def expected_request(self, body: Dict[str, Any]) -> Dict[str, Any]:
+        # Documented: non-streaming calls get enable_thinking: false unless the caller set it.
+        if not body.get("stream"):
+            body.setdefault("enable_thinking", False)
+        return body
+
+
+class TestModelScope(ProviderConformance):
+    provider = "modelscope"
+
+    def expected_request(self, body: Dict[str, Any]) -> Dict[str, Any]:
+        if not body.get("stream"):
+            body.setdefault("enable_thinking", False)
+        return body
+
+
+class TestAcmeSamplePlugin(ProviderConformance):
+    provider = "acme"
+
+
+def test_inapplicable_operations_are_removed_not_skipped():
+    assert TestTextCompletionOpenAI.test_chat_stream_rebuilds_the_response is None
+    assert TestOpenAI.test_text_completion_response_survives_transform_response is None
+    assert callable(TestHostedVLLM.test_text_completion_response_survives_transform_response)
+    assert callable(TestDashScope.test_embedding_response_survives_transform_response)
