@@ -218,6 +218,37 @@ def streaming(streams: int, repeat: int) -> Dict[str, float]:
     return {name: t / per_chunk for name, t in interleaved(runs, repeat).items()}
 
 
+def sse_framing(repeat: int) -> Dict[str, float]:
+    """Framing alone, no network: the canned stream fed event by event, as reads arrive."""
+    from modelport import SSEDecoder
+
+    events = _canned()["events"]
+    loads = json.loads
+
+    def run_modelport() -> None:
+        decoder = SSEDecoder()
+        for piece in events:
+            for event in decoder.feed(piece):
+                if event.data != "[DONE]":
+                    loads(event.data)
+
+    runs: Dict[str, Callable[[], None]] = {"modelport SSEDecoder + json.loads": run_modelport}
+    try:
+        import httpx
+        import httpx_sse
+
+        def run_httpx_sse() -> None:
+            response = httpx.Response(200, headers={"content-type": "text/event-stream"}, content=iter(events))
+            for event in httpx_sse.EventSource(response).iter_sse():
+                if event.data != "[DONE]":
+                    loads(event.data)
+
+        runs["httpx-sse + json.loads"] = run_httpx_sse
+    except ImportError:
+        pass
+    return {name: t / len(events) for name, t in interleaved(runs, repeat).items()}
+
+
 def concurrency(total: int, width: int) -> Dict[str, float]:
     """Requests per second with ``width`` calls in flight, ``total`` calls in all."""
     import aiohttp
@@ -297,9 +328,15 @@ def main() -> None:
         os.environ.setdefault("OPENAI_API_KEY", "x")
         quick = args.quick
         print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores; upstream {BASE}")
+        from modelport import registry
+
+        middleware = [name for name, _ in registry.middleware()]
+        if middleware:
+            print(f"note: middleware installed and active in every call: {', '.join(middleware)}")
         report("import time above a bare interpreter (median)", import_times(3 if quick else 9), None, "ms", 1e3)
         report("sequential non-streaming call", sequential_calls(200 if quick else 500, 3 if quick else 5), "raw httpx", "us/call", 1e6)
         report(f"streaming, {CHUNKS}-chunk streams", streaming(3 if quick else 10, 3 if quick else 5), "raw httpx + json.loads", "us/chunk", 1e6)
+        report("SSE framing alone (no network)", sse_framing(5 if quick else 20), "modelport SSEDecoder + json.loads", "us/event", 1e6)
         figures = concurrency(1000 if quick else 3000, 64)
         print("\n## 64 concurrent async calls")
         for name, value in figures.items():
