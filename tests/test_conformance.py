@@ -41,23 +41,21 @@ class TestVLLMAlias(TestHostedVLLM):
     provider = "vllm"
 
 
-class TestDashScope(ProviderConformance):
+class _ThinkingOffWhenNotStreaming(ProviderConformance):
+    def expected_request(self, body: Dict[str, Any]) -> Dict[str, Any]:
+        # Documented for DashScope and ModelScope: non-streaming calls get
+        # enable_thinking: false unless the caller set it (Qwen3 answers 400 otherwise).
+        if not body.get("stream"):
+            body.setdefault("enable_thinking", False)
+        return body
+
+
+class TestDashScope(_ThinkingOffWhenNotStreaming):
     provider = "dashscope"
 
-    def expected_request(self, body: Dict[str, Any]) -> Dict[str, Any]:
-        # Documented: non-streaming calls get enable_thinking: false unless the caller set it.
-        if not body.get("stream"):
-            body.setdefault("enable_thinking", False)
-        return body
 
-
-class TestModelScope(ProviderConformance):
+class TestModelScope(_ThinkingOffWhenNotStreaming):
     provider = "modelscope"
-
-    def expected_request(self, body: Dict[str, Any]) -> Dict[str, Any]:
-        if not body.get("stream"):
-            body.setdefault("enable_thinking", False)
-        return body
 
 
 class TestAcmeSamplePlugin(ProviderConformance):

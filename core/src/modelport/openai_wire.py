@@ -199,21 +199,9 @@ class OpenAIWire:
         try:
             result = response.json()
         except ValueError:
-            raise errors.MalformedResponseError(
-                f"expected a JSON body, got: {response.text[:_BAD_LINE_LIMIT]!r}",
-                status=response.status,
-                provider=call.provider,
-                model=call.model,
-                body=response.text,
-            ) from None
+            raise _malformed(call, response, f"expected a JSON body, got: {response.text[:_BAD_LINE_LIMIT]!r}") from None
         if not isinstance(result, dict):
-            raise errors.MalformedResponseError(
-                f"expected a JSON object, got {type(result).__name__}",
-                status=response.status,
-                provider=call.provider,
-                model=call.model,
-                body=response.text,
-            )
+            raise _malformed(call, response, f"expected a JSON object, got {type(result).__name__}")
         return result
 
     @hookimpl(trylast=True)
@@ -260,6 +248,12 @@ class OpenAIWire:
                     " OpenAI-compatible servers usually serve under '/v1')"
                 )
         return error
+
+
+def _malformed(call: Call, response: WireResponse, message: str) -> errors.MalformedResponseError:
+    return errors.MalformedResponseError(
+        message, status=response.status, provider=call.provider, model=call.model, body=response.text
+    )
 
 
 def stream_error(call: Call, chunk: Dict[str, Any]) -> errors.ProviderError:

@@ -163,10 +163,7 @@ class ProviderConformance:
     @_settings
     @given(body=mst.chat_responses())
     def test_chat_response_survives_transform_response(self, openai_schema_validator: Any, body: Dict[str, Any]) -> None:
-        result = self.respond("chat", body)
-        assert result == self.expected_response(copy.deepcopy(body))
-        assert ChatCompletion.from_dict(copy.deepcopy(result)).to_dict() == result
-        openai_schema_validator(result, "CreateChatCompletionResponse")
+        self.check_response("chat", body, ChatCompletion, "CreateChatCompletionResponse", openai_schema_validator)
 
     @_settings
     @given(data=st.data())
@@ -208,18 +205,19 @@ class ProviderConformance:
         assert mapped.status == error["status"] and error["message"] in mapped.message
         assert mapped.retryable == (error["status"] in (409, 429) or error["status"] >= 500)
 
+    def check_response(self, operation: str, body: Dict[str, Any], result_type: Any, schema_root: str, validate: Any) -> None:
+        """``body`` through ``transform_response``: unchanged, lossless as types, schema-valid."""
+        result = self.respond(operation, body)
+        assert result == self.expected_response(copy.deepcopy(body))
+        assert result_type.from_dict(copy.deepcopy(result)).to_dict() == result
+        validate(result, schema_root)
+
     @_settings
     @given(body=mst.text_completion_responses)
     def test_text_completion_response_survives_transform_response(self, openai_schema_validator: Any, body: Dict[str, Any]) -> None:
-        result = self.respond("text_completion", body)
-        assert result == body
-        assert Completion.from_dict(copy.deepcopy(result)).to_dict() == result
-        openai_schema_validator(result, "CreateCompletionResponse")
+        self.check_response("text_completion", body, Completion, "CreateCompletionResponse", openai_schema_validator)
 
     @_settings
     @given(body=mst.embedding_responses)
     def test_embedding_response_survives_transform_response(self, openai_schema_validator: Any, body: Dict[str, Any]) -> None:
-        result = self.respond("embedding", body)
-        assert result == body
-        assert EmbeddingResponse.from_dict(copy.deepcopy(result)).to_dict() == result
-        openai_schema_validator(result, "CreateEmbeddingResponse")
+        self.check_response("embedding", body, EmbeddingResponse, "CreateEmbeddingResponse", openai_schema_validator)
