@@ -18,7 +18,7 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, Optional
 
 CHUNKS = 1000
 MESSAGES = [{"role": "user", "content": "hello"}]

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import itertools
 import os
 import subprocess
 import sys
-import threading
 
 import pytest
 

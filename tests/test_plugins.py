@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import sys
-
 import pytest
 
 import modelport
+from helpers import make_distribution, run_python
 from modelport import errors
 from modelport._plugins import Registry
-
-from helpers import make_distribution, run_python
 
 USER = [{"role": "user", "content": "hi"}]
 

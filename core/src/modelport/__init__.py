@@ -31,6 +31,7 @@ from ._wire import (
 )
 from .errors import *  # noqa: F401,F403  (every error class is importable from modelport)
 from .types import *  # noqa: F401,F403
+from .types import EmbeddingResponse, ImageResponse, RerankResponse, Transcription
 
 __version__ = "0.1.0"
 

@@ -451,7 +451,7 @@ def _mock_response(call: Call, request: WireRequest, mock: Any) -> Union[WireRes
 
 
 def _chunks_of(body: Dict[str, Any], call: Call) -> Iterable[Dict[str, Any]]:
-    head = {k: body[k] for k in ("id", "created", "model") if k in body}
+    head: Dict[str, Any] = {k: body[k] for k in ("id", "created", "model") if k in body}
     if call.operation == "text_completion":
         for choice in body.get("choices", []):
             for piece in _pieces(choice.get("text") or ""):

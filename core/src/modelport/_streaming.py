@@ -8,7 +8,7 @@ marker is expected, and the connection is drained so it returns to the pool.
 
 from __future__ import annotations
 
-from typing import Any, AsyncIterator, Dict, Iterable, Iterator, List, Union
+from typing import Any, AsyncGenerator, AsyncIterator, Dict, Generator, Iterable, Iterator, List, Union
 
 from ._sse import SSEDecoder
 from ._wire import END_OF_STREAM, IGNORE_EVENT, Call
@@ -82,7 +82,7 @@ class Stream:
         self._iterator = self._iterate()
         self.response_headers: Dict[str, str] = dict(handle.head.headers) if handle is not None else {}
 
-    def _iterate(self) -> Iterator[Any]:
+    def _iterate(self) -> Generator[Any, None, None]:
         parser = self._parser
         try:
             pieces = self._handle.iter_bytes()
@@ -127,7 +127,7 @@ class AsyncStream:
         self._iterator = self._iterate()
         self.response_headers: Dict[str, str] = dict(handle.head.headers) if handle is not None else {}
 
-    async def _iterate(self) -> AsyncIterator[Any]:
+    async def _iterate(self) -> AsyncGenerator[Any, None]:
         parser = self._parser
         try:
             pieces = self._handle.iter_bytes()

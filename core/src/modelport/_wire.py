@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Callable, Dict, FrozenSet, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, FrozenSet, Iterable, Mapping, Optional, Tuple
 
 import attrs
 
@@ -71,6 +71,10 @@ def _redacted_headers(headers: Mapping[str, str]) -> str:
     return repr(redact_headers(headers))
 
 
+def _strings(values: Iterable[str]) -> Tuple[str, ...]:
+    return tuple(values)
+
+
 def _frozen(values: Any) -> FrozenSet[str]:
     return frozenset(values)
 
@@ -84,17 +88,17 @@ class ProviderInfo:
     """What a provider is and supports; ``modelport providers`` and the client read it."""
 
     name: str
-    aliases: Tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    aliases: Tuple[str, ...] = attrs.field(default=(), converter=_strings)
     #: Default base URL (with ``/v1`` where the API has it).
     api_base: Optional[str] = None
     #: Environment variables read for the base URL and the key, first one set wins.
-    api_base_env: Tuple[str, ...] = attrs.field(default=(), converter=tuple)
-    api_key_env: Tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    api_base_env: Tuple[str, ...] = attrs.field(default=(), converter=_strings)
+    api_key_env: Tuple[str, ...] = attrs.field(default=(), converter=_strings)
     operations: FrozenSet[str] = attrs.field(default=frozenset({"chat"}), converter=_frozen)
     #: OpenAI request parameters the provider accepts; ``None`` means all of them.
     params: Optional[FrozenSet[str]] = attrs.field(default=None, converter=_opt_frozen)
     #: Extra keyword arguments that configure the call instead of going into the body.
-    options: Tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    options: Tuple[str, ...] = attrs.field(default=(), converter=_strings)
     supports_system_message: bool = True
     description: str = ""
 

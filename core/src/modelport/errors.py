@@ -8,7 +8,7 @@ OpenAI's billing 429 is not) without touching the loop.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Optional, Sequence
+from typing import Any, Dict, Mapping, Optional, Sequence, Type
 
 __all__ = [
     "ModelportError",
@@ -212,7 +212,7 @@ class TaskFailedError(ProviderError):
     """An asynchronous upstream task (e.g. image generation) ended in failure or timed out."""
 
 
-_BY_STATUS = {
+_BY_STATUS: Dict[int, Type[ProviderError]] = {
     400: BadRequestError,
     401: AuthenticationError,
     403: PermissionDeniedError,
@@ -228,7 +228,7 @@ _BY_STATUS = {
 }
 
 
-def error_class_for_status(status: int) -> type:
+def error_class_for_status(status: int) -> Type[ProviderError]:
     """The default class for an HTTP status: other 4xx are BadRequest, other 5xx Internal."""
     cls = _BY_STATUS.get(status)
     if cls is not None:

@@ -234,7 +234,7 @@ class OpenAIWire:
     @hookimpl(trylast=True)
     def map_error(self, call: Call, response: WireResponse) -> errors.ProviderError:
         fields = error_fields(response)
-        cls = None
+        cls: Optional[type] = None
         if response.status == 429 and fields["code"] == "insufficient_quota":
             cls = errors.QuotaExceededError
         elif fields["code"] in ("content_filter", "content_policy_violation"):

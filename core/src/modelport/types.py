@@ -88,7 +88,7 @@ def field(
     return attrs.field(default=default, metadata={"load": load, "dump": dump})
 
 
-def nested(cls: type, *, many: bool = False) -> Any:
+def nested(cls: Any, *, many: bool = False) -> Any:
     """A field holding one (or a list of) OpenAI objects of type ``cls``."""
     if many:
 
@@ -230,7 +230,7 @@ def openai_type(cls: type) -> Any:
     if "extra" not in annotations:
         cls.__annotations__ = {**annotations, "extra": "Dict[str, Any]"}
         cls.extra = attrs.field(factory=dict, repr=False)  # type: ignore[attr-defined]
-    new = attrs.define(cls, slots=True, kw_only=True, repr=False, eq=True)
+    new: Any = attrs.define(cls, slots=True, kw_only=True, repr=False, eq=True)
     fields = [f for f in attrs.fields(new) if f.name != "extra"]
     new._loaders = {f.name: f.metadata.get("load") for f in fields}
     new._dumpers = tuple((f.name, f.metadata.get("dump")) for f in fields)
@@ -302,7 +302,7 @@ class FilePart(OpenAIObject):
     file: FileRef = nested(FileRef)
 
 
-_PART_TYPES: Dict[str, type] = {
+_PART_TYPES: Dict[Any, Any] = {
     "text": TextPart,
     "image_url": ImageURLPart,
     "input_audio": InputAudioPart,

@@ -199,7 +199,7 @@ class ProviderConformance:
     @_settings
     @given(error=mst.error_responses())
     def test_error_bodies_map_to_documented_classes(self, error: Dict[str, Any]) -> None:
-        mapped = self.respond("chat", error["body"], status=error["status"])
+        mapped: Any = self.respond("chat", error["body"], status=error["status"])
         expected = errors.error_class_for_status(error["status"])
         assert isinstance(mapped, expected), f"{type(mapped).__name__} is not a {expected.__name__}"
         assert mapped.status == error["status"] and error["message"] in mapped.message

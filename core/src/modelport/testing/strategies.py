@@ -29,7 +29,7 @@ __all__ = [
     "split_bytes",
 ]
 
-_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
+_text = st.text(st.characters(blacklist_categories=["Cs"]), max_size=40)
 _word = st.text("abcdefghijklmnopqrstuvwxyz0123456789_-", min_size=1, max_size=12)
 _finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
 
@@ -67,7 +67,7 @@ content_parts = st.one_of(
     ),
 )
 
-_tool_call = st.builds(
+_tool_call: st.SearchStrategy[Dict[str, Any]] = st.builds(
     lambda i, name, args: {"id": f"call_{i}", "type": "function", "function": {"name": name, "arguments": args}},
     _word,
     _word,
@@ -89,7 +89,7 @@ messages = st.tuples(
     st.lists(_user | _assistant | _tool, min_size=1, max_size=5),
 ).map(lambda pair: [*pair[0], *pair[1]])
 
-tools = st.lists(
+tools: st.SearchStrategy[List[Dict[str, Any]]] = st.lists(
     st.builds(
         lambda name, description, strict: {
             "type": "function",
@@ -101,7 +101,7 @@ tools = st.lists(
     ),
     min_size=1,
     max_size=2,
-    unique_by=lambda t: t["function"]["name"],
+    unique_by=lambda t: str(t["function"]["name"]),
 )
 
 _response_format = st.sampled_from(
@@ -166,7 +166,7 @@ def _message(draw: Any) -> Dict[str, Any]:
     if draw(st.booleans()):
         message["reasoning_content"] = draw(_text)
     if draw(st.booleans()):
-        calls = draw(st.lists(_tool_call, min_size=1, max_size=3, unique_by=lambda c: c["id"]))
+        calls = draw(st.lists(_tool_call, min_size=1, max_size=3, unique_by=lambda c: str(c["id"])))
         message["tool_calls"] = calls
     message.update(draw(extra_fields(1)))
     return message
@@ -227,7 +227,8 @@ def error_responses(draw: Any) -> Dict[str, Any]:
     (plural), and a non-JSON (HTML) page. ``message`` is what the error must carry.
     """
     status = draw(st.sampled_from([400, 401, 403, 404, 409, 422, 429, 500, 502, 503, 504]))
-    message = draw(st.text("abcdefghijklmnopqrstuvwxyz ", min_size=3, max_size=40).map(str.strip).filter(bool))
+    # Single spaces: an HTML page's text is read with its whitespace collapsed.
+    message = " ".join(draw(st.lists(st.text("abcdefghijklmnopqrstuvwxyz", min_size=1, max_size=8), min_size=1, max_size=5)))
     code = draw(st.from_regex(r"E[0-9]{3}", fullmatch=True))
     shape = draw(st.sampled_from(["openai", "flat", "plural", "html"]))
     if shape == "openai":

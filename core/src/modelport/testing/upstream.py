@@ -242,8 +242,8 @@ def _parse_multipart(content_type: str, body: bytes) -> Any:
     form: Dict[str, Any] = {}
     files: Dict[str, Any] = {}
     for part in message.iter_parts():
-        name = part.get_param("name", header="content-disposition")
-        payload = part.get_payload(decode=True) or b""
+        name = str(part.get_param("name", header="content-disposition"))
+        payload: Any = part.get_payload(decode=True) or b""
         filename = part.get_filename()
         if filename:
             files[name] = (filename, payload, part.get_content_type())

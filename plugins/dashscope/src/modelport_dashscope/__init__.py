@@ -11,7 +11,7 @@ codes (throttling retried, arrears not, content inspection typed).
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, Optional, Union
 
 from modelport import (
     Call,
