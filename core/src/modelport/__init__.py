@@ -42,6 +42,7 @@ _LAZY = {
     "registry": ("_plugins", "registry"),
     "register_provider": ("_plugins", "register_provider"),
     "ProviderListing": ("_plugins", "ProviderListing"),
+    "load_config": ("_config", "load_config"),
 }
 
 
@@ -155,6 +156,7 @@ __all__ = [
     "ProviderListing",
     "register_provider",
     "registry",
+    "load_config",
     "default_client",
     "default_async_client",
     "hookimpl",

@@ -73,6 +73,11 @@ def _build_parser() -> argparse.ArgumentParser:
     image.add_argument("--poll-interval", type=float, help="seconds between task polls")
     image.add_argument("--task-timeout", type=float, help="seconds the whole task may take")
 
+    serve = sub.add_parser("serve", help="run the OpenAI-compatible gateway for a config file")
+    serve.add_argument("--config", required=True, help="YAML or TOML config (model_list, router_settings, ...)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=4000)
+
     demo = sub.add_parser("demo", help="stream a chat from a local OpenAI-compatible server this command starts")
     demo.add_argument("prompt", nargs="?", default="Hello from modelport!")
     return parser
@@ -229,7 +234,20 @@ def _run_image(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"chat": _run_chat, "providers": _run_providers, "demo": _run_demo, "image": _run_image}
+def _run_serve(args: argparse.Namespace) -> int:
+    try:
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+
+        from .server import serve
+    except ImportError:
+        print("modelport: error: the gateway needs its extra: pip install 'modelport[server]'", file=sys.stderr)
+        return 2
+    serve(args.config, host=args.host, port=args.port)
+    return 0
+
+
+_COMMANDS = {"chat": _run_chat, "providers": _run_providers, "demo": _run_demo, "image": _run_image, "serve": _run_serve}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

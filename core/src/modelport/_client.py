@@ -217,7 +217,9 @@ class _Defaults:
         extra_headers: Optional[Mapping[str, str]] = None,
         retry_backoff: float = 0.5,
         max_retry_delay: float = 8.0,
+        router: Any = None,
     ) -> None:
+        self._router = router
         self._api_key = api_key
         self.api_base = api_base
         self.timeout = timeout
@@ -229,6 +231,29 @@ class _Defaults:
     def __repr__(self) -> str:
         key = "'[REDACTED]'" if self._api_key else "None"
         return f"{type(self).__name__}(api_base={self.api_base!r}, api_key={key}, num_retries={self.num_retries})"
+
+    @classmethod
+    def from_config(cls, source: Any, **defaults: Any) -> Any:
+        """A client whose model names include the aliases of a config file (YAML or TOML).
+
+        Aliases route to their deployments with cool-downs and fallbacks; providers the
+        file declares under ``providers:`` are registered; other model strings work as usual.
+        """
+        from ._config import Router, load_config, register_declared_providers
+
+        config = load_config(source)
+        register_declared_providers(config)
+        return cls(router=Router(config), **defaults)
+
+    @property
+    def router(self) -> Any:
+        """The config router (``from_config``), or None."""
+        return self._router
+
+    @property
+    def model_names(self) -> List[str]:
+        """The config's model aliases (empty without a config)."""
+        return self._router.model_names if self._router is not None else []
 
     def _prepare(
         self, operation: str, model: Any, body: Dict[str, Any], kwargs: Dict[str, Any]
@@ -359,6 +384,8 @@ class _Defaults:
         ``transcription``, ``image_generation``; ``kwargs`` are the call's arguments.
         """
         body: Dict[str, Any] = {}
+        if self._router is not None and model in self._router:
+            model, kwargs = self._router.call_arguments(self._router.plan(model)[0], kwargs)
         if operation == "chat":
             body["messages"] = _check_messages(kwargs.pop("messages", None))
         if operation == "transcription" and "file" in kwargs:
@@ -497,6 +524,11 @@ class Client(_Defaults):
         return self._transport
 
     def _run(self, operation: str, model: Any, body: Dict[str, Any], kwargs: Dict[str, Any]) -> Any:
+        if self._router is not None and model in self._router:
+            return self._router.run(model, lambda target, merged: self._run_one(operation, target, dict(body), merged), kwargs)
+        return self._run_one(operation, model, body, kwargs)
+
+    def _run_one(self, operation: str, model: Any, body: Dict[str, Any], kwargs: Dict[str, Any]) -> Any:
         hooks, call, opts = self._prepare(operation, model, body, kwargs)
         on_progress = opts.get("on_progress")
         pipeline = self._pipeline(hooks, call, opts)
@@ -585,6 +617,11 @@ class AsyncClient(_Defaults):
         return self._transport
 
     async def _run(self, operation: str, model: Any, body: Dict[str, Any], kwargs: Dict[str, Any]) -> Any:
+        if self._router is not None and model in self._router:
+            return await self._router.arun(model, lambda target, merged: self._run_one(operation, target, dict(body), merged), kwargs)
+        return await self._run_one(operation, model, body, kwargs)
+
+    async def _run_one(self, operation: str, model: Any, body: Dict[str, Any], kwargs: Dict[str, Any]) -> Any:
         import asyncio
 
         hooks, call, opts = self._prepare(operation, model, body, kwargs)
