@@ -31,7 +31,7 @@ def test_import_modelport_is_light():
     result = run_python(
         """
         import sys, modelport
-        heavy = [m for m in ("modelport_openai_compat", "httpx", "aiohttp", "modelport.testing", "hypothesis") if m in sys.modules]
+        heavy = [m for m in ("modelport_openai_compat", "httpx", "aiohttp", "pluggy", "yaml", "starlette", "modelport.testing", "modelport.server", "hypothesis") if m in sys.modules]
         print(heavy)
         """
     )
