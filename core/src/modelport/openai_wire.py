@@ -45,6 +45,23 @@ PATHS = {
 }
 
 _BAD_LINE_LIMIT = 200
+_SCAN = json.JSONDecoder().scan_once
+
+
+def loads_event(data: str) -> Any:
+    """``json.loads`` for one stream event, minus its two whitespace regexes.
+
+    Called once per chunk: the C scanner alone parses a well-formed event in about half
+    the time; anything unusual (surrounding whitespace, trailing data, bad JSON) goes
+    through ``json.loads`` so errors read exactly as usual.
+    """
+    try:
+        value, end = _SCAN(data, 0)
+    except StopIteration:
+        return json.loads(data)
+    if end != len(data) and data[end:].strip():
+        return json.loads(data)
+    return value
 _TAG = re.compile(r"<[^>]+>")
 _SPACES = re.compile(r"\s+")
 
@@ -212,7 +229,7 @@ class OpenAIWire:
         if data[0] == "[" and data.strip() == "[DONE]":
             return END_OF_STREAM
         try:
-            chunk = json.loads(data)
+            chunk = loads_event(data)
         except ValueError:
             raise errors.MalformedStreamError(
                 f"stream event is not JSON: {data[:_BAD_LINE_LIMIT]!r}",
@@ -220,7 +237,7 @@ class OpenAIWire:
                 model=call.model,
                 body=data,
             ) from None
-        if not isinstance(chunk, dict):
+        if type(chunk) is not dict:
             raise errors.MalformedStreamError(
                 f"stream event is not a JSON object: {data[:_BAD_LINE_LIMIT]!r}",
                 provider=call.provider,
