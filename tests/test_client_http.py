@@ -265,3 +265,46 @@ def test_http_error_codes_from_a_second_server():
         other.reply(Reply(status=503, json={"error": {"message": "down"}}))
         with pytest.raises(errors.ServiceUnavailableError):
             modelport.completion("openai/m", USER, api_base=other.base_url, num_retries=0)
+
+
+def test_connections_are_pooled_and_reused(upstream):
+    with modelport.Client(api_base=upstream.base_url) as client:
+        for _ in range(3):
+            client.completion("openai/m", USER)
+        list(client.completion("openai/m", USER, stream=True))
+        client.completion("openai/m", USER)
+    assert len({r.peer for r in upstream.requests}) == 1, [r.peer for r in upstream.requests]
+
+    async def run():
+        async with modelport.AsyncClient(api_base=upstream.base_url) as client:
+            for _ in range(3):
+                await client.completion("openai/m", USER)
+            stream = await client.completion("openai/m", USER, stream=True)
+            async for _ in stream:
+                pass
+            await client.completion("openai/m", USER)
+
+    upstream.clear()
+    asyncio.run(run())
+    assert len({r.peer for r in upstream.requests}) == 1
+
+
+def test_async_stream_close_and_context_manager(upstream):
+    async def run():
+        async with modelport.AsyncClient(api_base=upstream.base_url) as client:
+            stream = await client.completion("openai/m", USER, stream=True)
+            async with stream:
+                first = await stream.__anext__()
+            assert first.choices[0].delta.role == "assistant"
+            stream = await client.completion("openai/m", USER, stream=True)
+            await stream.close()
+            again = await client.completion("openai/m", USER)
+            return again.choices[0].message.content
+
+    assert asyncio.run(run()) == "You said: hello there"
+
+
+def test_sync_stream_context_manager(client, upstream):
+    with client.completion("openai/m", USER, api_base=upstream.base_url, stream=True) as stream:
+        texts = [c.choices[0].delta.content for c in stream if c.choices]
+    assert "".join(t for t in texts if t) == "You said: hello there"

@@ -8,11 +8,23 @@ from __future__ import annotations
 
 from typing import Any, Dict
 
+from modelport.openai_wire import fold_system_messages
 from modelport.testing import ProviderConformance
 
 
 class TestOpenAI(ProviderConformance):
     provider = "openai"
+
+
+class TestOpenAIWithoutSystemRole(ProviderConformance):
+    provider = "openai"
+    call_options = {"supports_system_message": False}
+
+    def expected_request(self, body: Dict[str, Any]) -> Dict[str, Any]:
+        # Documented: with supports_system_message=False, system and developer messages
+        # are folded into the next user message (the public helper is the documented rule).
+        body["messages"] = fold_system_messages(body["messages"])
+        return body
 
 
 class TestTextCompletionOpenAI(ProviderConformance):

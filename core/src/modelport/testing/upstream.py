@@ -54,6 +54,8 @@ class RecordedRequest:
     form: Dict[str, Any] = attrs.field(factory=dict)
     files: Dict[str, Any] = attrs.field(factory=dict)
     query: Dict[str, str] = attrs.field(factory=dict)
+    #: The client's (host, port): equal across requests that reused one connection.
+    peer: Any = None
 
 
 def echo_text(body: Dict[str, Any]) -> str:
@@ -176,6 +178,7 @@ class FakeUpstream:
             headers={k.lower(): v for k, v in request.headers.items()},
             body=body,
             query=dict(request.query),
+            peer=request.transport.get_extra_info("peername") if request.transport else None,
         )
         content_type = request.headers.get("Content-Type", "")
         if content_type.startswith("application/json") and body:
