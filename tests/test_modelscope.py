@@ -210,7 +210,7 @@ def test_image_task_timeout():
     with TaskServer([]) as server:
         with pytest.raises(errors.TaskFailedError, match="task_timeout"):
             modelport.image_generation(MODEL, "x", api_base=server.upstream.base_url, poll_interval=0.05, task_timeout=0.3)
-        assert 2 <= server.polls <= 7
+        assert 1 <= server.polls <= 7  # about 0.3 / 0.05 polls, fewer on a slow machine
 
 
 def test_image_task_backs_off_on_429_while_polling():
@@ -233,8 +233,9 @@ def test_async_image_task_and_cancellation():
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
+            await asyncio.sleep(0.1)  # a poll already on the wire may still land
             polls = server.polls
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.4)  # several poll intervals: none may follow
             return polls
 
         polls_at_cancel = asyncio.run(cancel_midway())
