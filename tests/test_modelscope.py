@@ -262,3 +262,11 @@ def test_cli_image_shows_progress_and_saves(tmp_path):
         assert "image task pending" in result.stderr and "image task running" in result.stderr and "elapsed" in result.stderr
         assert result.stdout.strip() == str(out) and out.read_bytes() == PNG
         assert "ms-cli" not in result.stdout + result.stderr
+
+
+def test_mock_image_result_skips_the_task_cycle():
+    mocked = {"created": 1, "data": [{"url": "https://example.invalid/x.png"}]}
+    result = modelport.image_generation(MODEL, "x", mock_response=mocked)
+    assert result.to_dict() == mocked
+    with pytest.raises(errors.InvalidRequestError, match="full response dict"):
+        modelport.image_generation(MODEL, "x", mock_response="just text")

@@ -333,6 +333,10 @@ class _Defaults:
         mock = opts.get("mock_response")
         started = time.monotonic()
         attempt = 0
+        if isinstance(mock, dict) and call.operation not in ("chat", "text_completion"):
+            # A mocked embedding / rerank / image result is the final answer: multi-step
+            # operations (submit, then poll) have no single upstream response to stand for.
+            return mock
         while True:
             if mock is not None:
                 response: Any = _mock_response(call, request, mock)
