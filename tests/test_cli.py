@@ -73,3 +73,13 @@ def test_console_script_is_installed():
     assert exe, "the modelport console script is not on PATH"
     result = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "chat" in result.stdout
+
+
+def test_chat_with_a_config_alias(upstream, tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(f"model_list:\n  - model_name: fast\n    params: {{model: openai/gpt-fast, api_base: {upstream.base_url}, api_key: {KEY}}}\n")
+    result = cli("chat", "--config", str(config), "-m", "fast", "via alias")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "You said: via alias" and upstream.last.json["model"] == "gpt-fast"
+    dry = cli("chat", "--config", str(config), "-m", "fast", "--dry-run", "x")
+    assert dry.stdout.startswith(f"POST {upstream.base_url}/chat/completions") and KEY not in dry.stdout

@@ -42,6 +42,7 @@ def _add_connection_args(parser: argparse.ArgumentParser, option_flags: Sequence
         help="extra call argument, value parsed as JSON when it can be (e.g. -o region=us -o top_k=20)",
     )
     parser.add_argument("--timeout", type=float, help="seconds to wait for the provider")
+    parser.add_argument("--config", help="YAML or TOML config: its model aliases become valid -m values")
     parser.add_argument("--dry-run", action="store_true", help="print the HTTP request (key redacted) and exit")
 
 
@@ -110,10 +111,14 @@ def _connection(args: argparse.Namespace) -> Dict[str, Any]:
     return kwargs
 
 
-def print_dry_run(operation: str, model: str, kwargs: Dict[str, Any]) -> None:
+def _client(args: argparse.Namespace) -> Any:
     from ._client import Client
 
-    request = Client().build_request(operation, model, **kwargs)
+    return Client.from_config(args.config) if getattr(args, "config", None) else Client()
+
+
+def print_dry_run(client: Any, operation: str, model: str, kwargs: Dict[str, Any]) -> None:
+    request = client.build_request(operation, model, **kwargs)
     print(f"{request.method} {request.url}")
     for key, value in redact_headers(request.headers).items():
         print(f"{key}: {value}")
@@ -125,14 +130,13 @@ def print_dry_run(operation: str, model: str, kwargs: Dict[str, Any]) -> None:
 
 
 def _run_chat(args: argparse.Namespace) -> int:
-    from . import completion
-
+    client = _client(args)
     kwargs = {**_chat_arguments(args), **_connection(args)}
     if args.dry_run:
-        print_dry_run("chat", args.model, kwargs)
+        print_dry_run(client, "chat", args.model, kwargs)
         return 0
     messages = kwargs.pop("messages")
-    result = completion(args.model, messages, **kwargs)
+    result = client.completion(args.model, messages, **kwargs)
     if kwargs.get("stream"):
         usage = None
         with result as stream:
@@ -201,6 +205,7 @@ def _run_demo(args: argparse.Namespace) -> int:
             api_base=None,
             api_key=None,
             timeout=30.0,
+            config=None,
         )
         return _run_chat(namespace)
 
@@ -208,15 +213,16 @@ def _run_demo(args: argparse.Namespace) -> int:
 def _run_image(args: argparse.Namespace) -> int:
     import time
 
-    from . import image_generation, save_images
+    from . import save_images
 
+    client = _client(args)
     kwargs = _connection(args)
     for name in ("size", "negative_prompt", "seed", "steps", "guidance", "image_url", "poll_interval", "task_timeout"):
         value = getattr(args, name)
         if value is not None:
             kwargs[name] = value
     if args.dry_run:
-        print_dry_run("image_generation", args.model, {"prompt": args.prompt, **kwargs})
+        print_dry_run(client, "image_generation", args.model, {"prompt": args.prompt, **kwargs})
         return 0
     started = time.monotonic()
     interactive = sys.stderr.isatty()
@@ -225,7 +231,7 @@ def _run_image(args: argparse.Namespace) -> int:
         line = f"[modelport] image task {status.lower()}, {elapsed:.1f}s elapsed"
         print(f"\r{line}" if interactive else line, end="" if interactive else "\n", file=sys.stderr, flush=True)
 
-    result = image_generation(args.model, args.prompt, on_progress=progress, **kwargs)
+    result = client.image_generation(args.model, args.prompt, on_progress=progress, **kwargs)
     if interactive:
         print(file=sys.stderr)
     print(f"[modelport] image task done in {time.monotonic() - started:.1f}s", file=sys.stderr)
