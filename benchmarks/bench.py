@@ -288,7 +288,7 @@ def concurrency(total: int, width: int, rounds: int) -> Dict[str, float]:
 
             runs = {"raw aiohttp": raw_aiohttp, "raw httpx.AsyncClient": raw_httpx, "modelport AsyncClient": with_modelport}
             best = {name: 0.0 for name in runs}
-            for name, one in runs.items():  # warm-up: open the connections
+            for one in runs.values():  # warm-up: open the connections
                 await drive(one)
             for _ in range(rounds):
                 for name, one in runs.items():
