@@ -45,7 +45,7 @@ PATHS = {
 }
 
 _BAD_LINE_LIMIT = 200
-_SCAN = json.JSONDecoder().scan_once
+_SCAN = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # set in __init__, untyped
 
 
 def loads_event(data: str) -> Any:
