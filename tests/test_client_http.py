@@ -308,3 +308,10 @@ def test_sync_stream_context_manager(client, upstream):
     with client.completion("openai/m", USER, api_base=upstream.base_url, stream=True) as stream:
         texts = [c.choices[0].delta.content for c in stream if c.choices]
     assert "".join(t for t in texts if t) == "You said: hello there"
+
+
+def test_secret_echoed_inside_a_stream_is_redacted(api, upstream):
+    upstream.reply(sse=[{"error": {"message": f"key {KEY} is not allowed here", "code": 403}}])
+    with pytest.raises(errors.PermissionDeniedError) as info:
+        api("completion", "openai/m", USER, api_key=KEY, stream=True)
+    assert KEY not in str(info.value) and KEY not in (info.value.body or "")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Dict, Generator, Iterable, List, Mapping,
 
 from ._streaming import AsyncStream, Stream, chunk_type_for
 from ._transport import AsyncTransport, SyncTransport, encode_json
-from ._wire import Call, FollowUp, WireRequest, WireResponse, env_value, redact_headers
+from ._wire import Call, FollowUp, WireRequest, WireResponse, env_value, redact_headers, stamp_error
 from .errors import (
     APIConnectionError,
     APITimeoutError,
@@ -348,7 +348,7 @@ class _Defaults:
                 try:
                     response = yield (_SEND, request, call.stream)
                 except (APIConnectionError, APITimeoutError) as exc:
-                    _stamp(exc, call)
+                    stamp_error(exc, call)
                     if attempt < retries:
                         attempt += 1
                         delay = self._retry_delay(attempt, None)
@@ -360,7 +360,7 @@ class _Defaults:
                     return response  # an open stream with a 2xx status
             if response.status >= 400:
                 error = hooks.map_error(call, response) or _fallback_error(call, response)
-                _stamp(error, call)
+                stamp_error(error, call)
                 if error.retryable and attempt < retries:
                     attempt += 1
                     delay = self._retry_delay(attempt, response)
@@ -408,22 +408,6 @@ def _fallback_error(call: Call, response: WireResponse) -> ProviderError:
     from .openai_wire import build_error
 
     return build_error(call, response)
-
-
-def _stamp(exc: ProviderError, call: Call) -> ProviderError:
-    """Name the provider and model on an error, and make sure the key is not in its text."""
-    if exc.provider is None:
-        exc.provider = call.provider
-    if exc.model is None:
-        exc.model = call.model
-    key = call.api_key
-    if key and len(key) >= 4:
-        if key in exc.message:
-            exc.message = exc.message.replace(key, "[REDACTED]")
-            exc.args = (exc.message,)
-        if exc.body and key in exc.body:
-            exc.body = exc.body.replace(key, "[REDACTED]")
-    return exc
 
 
 def _retry_after(headers: Mapping[str, str]) -> Optional[float]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, AsyncGenerator, AsyncIterator, Dict, Generator, Iterable, Iterator, List, Union
 
 from ._sse import SSEDecoder
-from ._wire import END_OF_STREAM, IGNORE_EVENT, Call
+from ._wire import END_OF_STREAM, IGNORE_EVENT, Call, stamp_error
 from .errors import ProviderError, StreamInterruptedError
 from .types import ChatCompletion, ChatCompletionChunk, Completion, OpenAIObject
 
@@ -64,14 +64,6 @@ class _ChunkParser:
         return out
 
 
-def _stamp(exc: ProviderError, call: Call) -> ProviderError:
-    if exc.provider is None:
-        exc.provider = call.provider
-    if exc.model is None:
-        exc.model = call.model
-    return exc
-
-
 class Stream:
     """A sync iterator of typed chunks; a context manager, ``close()`` releases the connection."""
 
@@ -96,7 +88,7 @@ class Stream:
                     return
             yield from parser.finish()
         except ProviderError as exc:
-            raise _stamp(exc, self._call)
+            raise stamp_error(exc, self._call)
         finally:
             self._handle.close()
 
@@ -142,7 +134,7 @@ class AsyncStream:
             for chunk in parser.finish():
                 yield chunk
         except ProviderError as exc:
-            raise _stamp(exc, self._call)
+            raise stamp_error(exc, self._call)
         finally:
             await self._handle.close()
 

@@ -25,6 +25,7 @@ __all__ = [
     "IGNORE_EVENT",
     "redact_headers",
     "env_value",
+    "stamp_error",
 ]
 
 #: Operation names a provider can declare in ``ProviderInfo.operations``.
@@ -235,3 +236,20 @@ END_OF_STREAM: Any = _Marker("END_OF_STREAM")
 IGNORE_EVENT: Any = _Marker("IGNORE_EVENT")
 
 ProgressCallback = Callable[[str, float], None]
+
+
+def stamp_error(error: Any, call: Call) -> Any:
+    """Name the call's provider and model on a ``ProviderError`` and scrub the call's key
+    from its text: upstreams sometimes echo the key they were sent."""
+    if error.provider is None:
+        error.provider = call.provider
+    if error.model is None:
+        error.model = call.model
+    key = call.api_key
+    if key and len(key) >= 4:
+        if key in error.message:
+            error.message = error.message.replace(key, "[REDACTED]")
+            error.args = (error.message,)
+        if error.body and key in error.body:
+            error.body = error.body.replace(key, "[REDACTED]")
+    return error
