@@ -170,26 +170,23 @@ def create_app(client: AsyncClient, *, master_key: Optional[str] = None, allow_d
 
         return handle
 
-    async def chat(model: str, body: Dict[str, Any], ignored: List[str]) -> Response:
-        messages = body.pop("messages")
-        result = await client.completion(model, messages, **body)
-        if body.get("stream"):
-            return stream_response(result, ignored)
-        return answer(result.to_dict(), ignored)
+    def forward(method: str, *positional: str) -> Any:
+        """A handler passing ``positional`` body fields, then the rest as keywords, to ``client.<method>``."""
 
-    async def text_completion(model: str, body: Dict[str, Any], ignored: List[str]) -> Response:
-        prompt = body.pop("prompt")
-        result = await client.text_completion(model, prompt, **body)
-        if body.get("stream"):
-            return stream_response(result, ignored)
-        return answer(result.to_dict(), ignored)
+        async def call(model: str, body: Dict[str, Any], ignored: List[str]) -> Response:
+            arguments = [body.pop(name) for name in positional]
+            result = await getattr(client, method)(model, *arguments, **body)
+            if body.get("stream"):
+                return stream_response(result, ignored)
+            return answer(result.to_dict(), ignored)
 
-    async def embedding(model: str, body: Dict[str, Any], ignored: List[str]) -> Response:
-        return answer((await client.embedding(model, body.pop("input"), **body)).to_dict(), ignored)
+        return call
 
-    async def rerank(model: str, body: Dict[str, Any], ignored: List[str]) -> Response:
-        result = await client.rerank(model, body.pop("query"), body.pop("documents"), **body)
-        return answer(result.to_dict(), ignored)
+    chat = forward("completion", "messages")
+    text_completion = forward("text_completion", "prompt")
+    embedding = forward("embedding", "input")
+    rerank = forward("rerank", "query", "documents")
+    images = forward("image_generation", "prompt")
 
     async def transcription(model: str, body: Dict[str, Any], ignored: List[str]) -> Response:
         file = body.pop("file")
@@ -202,9 +199,6 @@ def create_app(client: AsyncClient, *, master_key: Optional[str] = None, allow_d
         if body.get("response_format") in ("text", "srt", "vtt"):
             return Response(result.text, media_type="text/plain")
         return answer(result.to_dict(), ignored)
-
-    async def images(model: str, body: Dict[str, Any], ignored: List[str]) -> Response:
-        return answer((await client.image_generation(model, body.pop("prompt"), **body)).to_dict(), ignored)
 
     def stream_response(stream: Any, ignored: List[str]) -> Response:
         async def events() -> AsyncIterator[bytes]:
