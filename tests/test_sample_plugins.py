@@ -4,6 +4,7 @@ test command like any published plugin, and the kit installed from a built wheel
 from __future__ import annotations
 
 import pathlib
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -50,8 +51,10 @@ def test_middleware_wraps_every_provider(upstream):
 def test_kit_runs_from_an_installed_wheel(tmp_path):
     wheels = tmp_path / "wheels"
     site = tmp_path / "site"
+    source = tmp_path / "core"  # build from a copy: the build leaves files beside the sources
+    shutil.copytree(ROOT / "core", source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), str(ROOT / "core")],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), str(source)],
         check=True, capture_output=True, timeout=300,
     )  # fmt: skip
     wheel = next(wheels.glob("modelport-*.whl"))

@@ -235,8 +235,6 @@ END_OF_STREAM: Any = _Marker("END_OF_STREAM")
 #: ``parse_stream_chunk`` returns this for events that carry no chunk (keep-alives, pings).
 IGNORE_EVENT: Any = _Marker("IGNORE_EVENT")
 
-ProgressCallback = Callable[[str, float], None]
-
 
 def stamp_error(error: Any, call: Call) -> Any:
     """Name the call's provider and model on a ``ProviderError`` and scrub the call's key
