@@ -228,7 +228,10 @@ def test_async_image_task_and_cancellation():
 
         async def cancel_midway():
             task = asyncio.create_task(modelport.aimage_generation(MODEL, "x", api_base=server.upstream.base_url, poll_interval=0.05))
+            deadline = asyncio.get_running_loop().time() + 10
             while server.polls < 2:
+                assert not task.done(), task  # the task must still be polling
+                assert asyncio.get_running_loop().time() < deadline, "the task never polled twice"
                 await asyncio.sleep(0.01)
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
