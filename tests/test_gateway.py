@@ -95,6 +95,11 @@ def test_transcription_multipart(sdk, upstream):
     result = sdk.audio.transcriptions.create(model="whisper", file=("a.wav", b"RIFF0000"), language="en")
     assert result.text == "transcribed"
     assert upstream.last.files["file"][:2] == ("a.wav", b"RIFF0000") and upstream.last.form["language"] == "en"
+    upstream.reply(json={"text": "t", "words": []})
+    sdk.audio.transcriptions.create(
+        model="whisper", file=("a.wav", b"RIFF"), response_format="verbose_json", timestamp_granularities=["word", "segment"]
+    )
+    assert upstream.last.form_lists["timestamp_granularities[]"] == ["word", "segment"]
 
 
 def test_rerank_over_http(gateway, upstream):

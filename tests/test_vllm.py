@@ -211,3 +211,15 @@ def test_async_transcription_from_bytes(upstream):
     result = asyncio.run(modelport.atranscription("hosted_vllm/whisper", ("clip.mp3", b"ID3"), api_base=upstream.base_url))
     assert result.text == "async"
     assert upstream.last.files["file"] == ("clip.mp3", b"ID3", "audio/mpeg")
+
+
+def test_transcription_list_fields_are_repeated(upstream):
+    upstream.reply(json={"text": "t", "words": [{"word": "t", "start": 0, "end": 1}]})
+    for run in (lambda: modelport.transcription("hosted_vllm/whisper", b"RIFF", api_base=upstream.base_url,
+                                                 response_format="verbose_json", timestamp_granularities=["word", "segment"]),
+                lambda: asyncio.run(modelport.atranscription("hosted_vllm/whisper", b"RIFF", api_base=upstream.base_url,
+                                                             response_format="verbose_json", timestamp_granularities=["word", "segment"]))):  # fmt: skip
+        result = run()
+        assert upstream.last.form_lists["timestamp_granularities[]"] == ["word", "segment"]
+        assert result.words == [{"word": "t", "start": 0, "end": 1}]
+        upstream.reply(json={"text": "t", "words": [{"word": "t", "start": 0, "end": 1}]})

@@ -217,7 +217,8 @@ class AsyncTransport:
         elif request.files is not None or request.data is not None:
             form = aiohttp.FormData()
             for key, value in (request.data or {}).items():
-                form.add_field(key, str(value))
+                for item in value if isinstance(value, list) else [value]:  # lists: repeated fields
+                    form.add_field(key, str(item))
             for key, (filename, content, content_type) in (request.files or {}).items():
                 form.add_field(key, content, filename=filename, content_type=content_type)
             kwargs["data"] = form

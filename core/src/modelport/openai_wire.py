@@ -205,8 +205,7 @@ class OpenAIWire:
         ):
             body = {**body, "messages": fold_system_messages(body["messages"])}
         if call.files:
-            form = {k: v if isinstance(v, str) else json.dumps(v) for k, v in body.items()}
-            return WireRequest("POST", endpoint.url, dict(endpoint.headers), data=form, files=dict(call.files))
+            return WireRequest("POST", endpoint.url, dict(endpoint.headers), data=form_fields(body), files=dict(call.files))
         return WireRequest("POST", endpoint.url, dict(endpoint.headers), json=body)
 
     @hookimpl(trylast=True)
@@ -265,6 +264,20 @@ class OpenAIWire:
                     " OpenAI-compatible servers usually serve under '/v1')"
                 )
         return error
+
+
+def form_fields(body: Dict[str, Any]) -> Dict[str, Any]:
+    """A JSON body as multipart form fields, the way OpenAI's API reads them: lists as
+    repeated ``name[]`` fields (``timestamp_granularities[]``), other values as text."""
+    form: Dict[str, Any] = {}
+    for key, value in body.items():
+        if isinstance(value, list):
+            form[f"{key}[]"] = [v if isinstance(v, str) else json.dumps(v) for v in value]
+        elif isinstance(value, str):
+            form[key] = value
+        else:
+            form[key] = json.dumps(value)
+    return form
 
 
 def _malformed(call: Call, response: WireResponse, message: str) -> errors.MalformedResponseError:

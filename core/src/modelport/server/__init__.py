@@ -120,6 +120,8 @@ def create_app(client: AsyncClient, *, master_key: Optional[str] = None, allow_d
             for key, value in form.multi_items():
                 if isinstance(value, UploadFile):
                     body[key] = (value.filename or key, await value.read(), value.content_type or "application/octet-stream")
+                elif key.endswith("[]"):  # OpenAI's repeated array fields, e.g. timestamp_granularities[]
+                    body.setdefault(key[:-2], []).append(value)
                 else:
                     body[key] = value
             return body

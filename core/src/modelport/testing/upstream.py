@@ -52,6 +52,8 @@ class RecordedRequest:
     body: bytes
     json: Any = None
     form: Dict[str, Any] = attrs.field(factory=dict)
+    #: Every value of each form field, for fields sent more than once (``name[]``).
+    form_lists: Dict[str, List[str]] = attrs.field(factory=dict)
     files: Dict[str, Any] = attrs.field(factory=dict)
     query: Dict[str, str] = attrs.field(factory=dict)
     #: The client's (host, port): equal across requests that reused one connection.
@@ -187,7 +189,7 @@ class FakeUpstream:
             except ValueError:
                 pass
         elif content_type.startswith("multipart/form-data"):
-            recorded.form, recorded.files = _parse_multipart(content_type, body)
+            recorded.form, recorded.form_lists, recorded.files = _parse_multipart(content_type, body)
         return recorded
 
     def _next_reply(self, recorded: RecordedRequest) -> Optional[Reply]:
@@ -243,6 +245,7 @@ def _parse_multipart(content_type: str, body: bytes) -> Any:
 
     message = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + body)
     form: Dict[str, Any] = {}
+    lists: Dict[str, List[str]] = {}
     files: Dict[str, Any] = {}
     for part in message.iter_parts():
         name = str(part.get_param("name", header="content-disposition"))
@@ -252,7 +255,8 @@ def _parse_multipart(content_type: str, body: bytes) -> Any:
             files[name] = (filename, payload, part.get_content_type())
         else:
             form[name] = payload.decode()
-    return form, files
+            lists.setdefault(name, []).append(form[name])
+    return form, lists, files
 
 
 def _echo(recorded: RecordedRequest) -> Reply:
