@@ -315,3 +315,27 @@ def test_secret_echoed_inside_a_stream_is_redacted(api, upstream):
     with pytest.raises(errors.PermissionDeniedError) as info:
         api("completion", "openai/m", USER, api_key=KEY, stream=True)
     assert KEY not in str(info.value) and KEY not in (info.value.body or "")
+
+
+def test_shared_async_client_serves_several_threads_loops_at_once(upstream):
+    import threading
+
+    results, failures = [], []
+
+    def worker(n):
+        async def calls():
+            replies = await asyncio.gather(*(modelport.acompletion("openai/m", [{"role": "user", "content": f"t{n}-{i}"}], api_base=upstream.base_url) for i in range(10)))
+            return [r.choices[0].message.content for r in replies]
+
+        try:
+            results.extend(asyncio.run(calls()))
+        except Exception as exc:  # reported below with the thread's error
+            failures.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert failures == []
+    assert sorted(results) == sorted(f"You said: t{n}-{i}" for n in range(4) for i in range(10))

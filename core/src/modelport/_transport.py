@@ -169,35 +169,45 @@ def _abandon_at_exit() -> None:
     # asyncio.run() closes its loop but not sessions opened on it (the module-level
     # functions' shared client); mark them closed so shutdown is quiet.
     for transport in list(_LIVE_ASYNC_TRANSPORTS):
-        if transport._session is not None and not transport._session.closed:
-            _abandon(transport._session)
+        for session in transport._sessions.values():
+            if not session.closed:
+                _abandon(session)
 
 
 class AsyncTransport:
     """Sends ``WireRequest`` s over an aiohttp session, one per event loop."""
 
     def __init__(self, session: Optional[Any] = None, *, limit: int = 100) -> None:
-        self._session = session
-        self._own = session is None
-        self._loop: Any = None
+        self._given = session
+        # aiohttp sessions belong to one event loop: keep one per loop, so that one client
+        # (the module functions' shared one) serves several threads' loops at once.
+        self._sessions: Dict[Any, Any] = {}
         self._limit = limit
         _LIVE_ASYNC_TRANSPORTS.add(self)
 
     def _current_session(self) -> Any:
+        if self._given is not None:
+            return self._given
         import asyncio
 
-        import aiohttp
-
         loop = asyncio.get_running_loop()
-        if self._session is None or (self._own and (self._loop is not loop or self._session.closed)):
-            if self._session is not None and not self._session.closed:
-                _abandon(self._session)
-            self._session = aiohttp.ClientSession(
+        session = self._sessions.get(loop)
+        if session is None or session.closed:
+            import aiohttp
+
+            self._forget_finished_loops()
+            session = self._sessions[loop] = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._limit),
                 auto_decompress=True,
             )
-            self._loop = loop
-        return self._session
+        return session
+
+    def _forget_finished_loops(self) -> None:
+        for loop, session in list(self._sessions.items()):
+            if loop.is_closed():
+                if not session.closed:
+                    _abandon(session)
+                del self._sessions[loop]
 
     def _kwargs(self, request: WireRequest, timeout: Optional[float], stream: bool) -> Dict[str, Any]:
         import aiohttp
@@ -254,5 +264,10 @@ class AsyncTransport:
         return AsyncStreamHandle(resp, head, request)
 
     async def close(self) -> None:
-        if self._own and self._session is not None and not self._session.closed:
-            await self._session.close()
+        """Close this loop's session (sessions of finished loops are let go)."""
+        import asyncio
+
+        session = self._sessions.pop(asyncio.get_running_loop(), None)
+        if session is not None and not session.closed:
+            await session.close()
+        self._forget_finished_loops()
