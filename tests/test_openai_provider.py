@@ -95,3 +95,14 @@ def test_client_repr_hides_key():
     request = client.build_request("chat", "openai/m", messages=[{"role": "user", "content": "x"}])
     assert "sk-very-secret-1" not in repr(request)
     assert request.headers["Authorization"] == "Bearer sk-very-secret-1"
+
+
+@pytest.mark.parametrize(
+    "option,value",
+    [("timeout", "soon"), ("timeout", 0), ("timeout", True), ("num_retries", -1), ("num_retries", 1.5),
+     ("extra_headers", ["x"]), ("extra_headers", {"X-N": 1}), ("extra_body", "top_k=3")],
+)  # fmt: skip
+def test_bad_call_options_are_named(option, value):
+    with pytest.raises(errors.InvalidRequestError) as info:
+        modelport.completion("openai/m", [{"role": "user", "content": "x"}], mock_response="y", **{option: value})
+    assert info.value.param == option and option in str(info.value)

@@ -196,6 +196,23 @@ def _check_messages(messages: Any) -> List[Dict[str, Any]]:
     return out
 
 
+def _check_options(opts: Dict[str, Any]) -> None:
+    """Per-call options of the wrong type fail here, named, instead of deep in a transport."""
+    timeout = opts.get("timeout")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
+        raise InvalidRequestError(f"timeout must be a positive number of seconds or None, got {timeout!r}", param="timeout")
+    retries = opts.get("num_retries")
+    if retries is not None and (isinstance(retries, bool) or not isinstance(retries, int) or retries < 0):
+        raise InvalidRequestError(f"num_retries must be a whole number >= 0, got {retries!r}", param="num_retries")
+    for name in ("extra_headers", "extra_body"):
+        value = opts.get(name)
+        if value is not None and not isinstance(value, Mapping):
+            raise InvalidRequestError(f"{name} must be a mapping, got {type(value).__name__}", param=name)
+    headers = opts.get("extra_headers") or {}
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
+        raise InvalidRequestError("extra_headers keys and values must be strings", param="extra_headers")
+
+
 def _to_json(value: Any) -> Any:
     if isinstance(value, OpenAIObject):
         return value.to_dict()
@@ -291,6 +308,7 @@ class _Defaults:
                 log.debug("drop_params: dropped %s for provider %s", unsupported, info.name)
                 for key in unsupported:
                     del body[key]
+        _check_options(opts)
         extra_body = opts.get("extra_body")
         if extra_body:
             body.update(extra_body)
