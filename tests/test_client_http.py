@@ -153,7 +153,7 @@ def test_html_502_body(api, upstream):
 def test_rate_limit_honours_retry_after(api, upstream, monkeypatch):
     slept = []
     real_sleep = asyncio.sleep
-    monkeypatch.setattr("modelport._client.time.sleep", lambda s: slept.append(s))
+    monkeypatch.setattr("time.sleep", lambda s: slept.append(s))
 
     async def fake_async_sleep(s):
         slept.append(s)
@@ -222,7 +222,7 @@ def test_connection_refused(api):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with pytest.raises(errors.APIConnectionError, match="could not reach"):
+    with pytest.raises(errors.APIConnectionError, match="could not"):
         api("completion", "openai/m", USER, api_base=f"http://127.0.0.1:{port}/v1", num_retries=1)
 
 

@@ -164,8 +164,15 @@ model_list:
     sent = upstream.last
     assert sent.json["max_output_tokens"] == 5 and "max_tokens" not in sent.json
     assert sent.headers["authorization"] == "Bearer sk-data"
-    assert modelport.completion("datacorp/big-1", USER).choices  # registered for direct use too
-    modelport.registry.unregister("datacorp")
+    assert client.completion("datacorp/big-1", USER).choices  # the client serves it directly too
+    # ...but only that client: a declared provider is not registered process-wide.
+    with pytest.raises(errors.UnknownProviderError):
+        modelport.completion("datacorp/big-1", USER)
+    other = modelport.Client.from_config({"model_list": [], "providers": [{"name": "othercorp", "api_base": upstream.base_url}]})
+    with pytest.raises(errors.UnknownProviderError):
+        other.completion("datacorp/big-1", USER)
+    with pytest.raises(errors.UnknownProviderError):
+        client.completion("othercorp/x", USER)
 
 
 def test_dry_run_of_an_alias(tmp_path):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Dict
 
-from modelport.openai_wire import fold_system_messages
+from modelport.provider.openai import fold_system_messages
 from modelport.testing import ProviderConformance
 
 

@@ -221,12 +221,10 @@ def test_401_names_the_region(upstream, base):
 
 def test_401_names_the_chosen_region():
     # A region's real host is not reachable here, so the mapping is checked at the hook.
-    from modelport._client import _registry
-    from modelport._wire import Call, WireResponse
+    from modelport.provider import Call, WireResponse
 
-    hooks = _registry().hooks("dashscope")
+    hooks = modelport.Client().provider_hooks("dashscope")
     call = Call("chat", "dashscope", "qwen-plus", {}, hooks.info, options={"region": "us"}, api_key=KEY)
-    hooks.resolve_endpoint(call)
     error = hooks.map_error(call, WireResponse(401, {}, b'{"error": {"code": "invalid_api_key", "message": "bad"}}'))
     assert isinstance(error, errors.AuthenticationError) and "used us" in str(error)
 

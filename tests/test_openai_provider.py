@@ -6,7 +6,7 @@ import pytest
 
 import modelport
 from modelport import errors
-from modelport.openai_wire import fold_system_messages
+from modelport.provider.openai import fold_system_messages
 
 
 def test_default_base_and_env_overrides(monkeypatch):

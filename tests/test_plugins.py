@@ -7,7 +7,7 @@ import pytest
 import modelport
 from helpers import make_distribution, run_python
 from modelport import errors
-from modelport._plugins import Registry
+from modelport._registry import Registry
 
 USER = [{"role": "user", "content": "hi"}]
 
@@ -91,7 +91,7 @@ def test_broken_plugin_is_reported_by_name_and_breaks_nothing_else(tmp_path):
     assert result.stdout.split() == ["ERROR", "broken", "mp-broken", "True", "fine"]
     assert "broken" in result.stderr and "RuntimeWarning" in result.stderr
 
-    cli = run_python("import sys; from modelport._cli import main; sys.exit(main(['providers']))", broken, good)
+    cli = run_python("import sys; from modelport.cli import main; sys.exit(main(['providers']))", broken, good)
     assert cli.returncode == 1
     assert "FAILED TO LOAD" in cli.stdout and "missing dependency zzz" in cli.stdout
     assert "good" in cli.stdout
@@ -141,8 +141,7 @@ def test_middleware_wraps_every_provider(tmp_path, upstream):
             @hookimpl(wrapper=True)
             def transform_request(call, endpoint):
                 request = yield
-                request.headers["X-Middleware"] = call.provider
-                return request
+                return request.with_headers({"X-Middleware": call.provider})
         """},
         {"modelport.middleware": {"stamp": "mp_mw"}},
     )  # fmt: skip
@@ -226,7 +225,15 @@ def test_fast_caller_matches_pluggy_order():
     hooks = registry.hooks("order")
     for plugin in (Low(), High()):
         hooks.pm.register(plugin)
-    from modelport._plugins import _fast_caller
+    assert hooks.resolve_endpoint("call") == hooks.pm.hook.resolve_endpoint(call="call") == "mid"
 
-    fast = _fast_caller(hooks.pm.hook.resolve_endpoint)
-    assert fast("call") == hooks.pm.hook.resolve_endpoint(call="call") == "mid"
+    class Later:
+        @modelport.hookimpl(tryfirst=True)
+        def resolve_endpoint(self, call):
+            return "later"
+
+    # Plugins registered or removed after the provider was loaded are honoured by the fast path.
+    hooks.pm.register(Later(), name="later")
+    assert hooks.resolve_endpoint("call") == hooks.pm.hook.resolve_endpoint(call="call") == "later"
+    hooks.pm.unregister(name="later")
+    assert hooks.resolve_endpoint("call") == hooks.pm.hook.resolve_endpoint(call="call") == "mid"

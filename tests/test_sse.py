@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modelport import ServerSentEvent
-from modelport._sse import SSEDecoder
+from modelport.provider import SSEDecoder
+from modelport.provider import StreamEvent as ServerSentEvent
 
 
 def decode(*pieces: bytes):

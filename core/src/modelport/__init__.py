@@ -5,7 +5,8 @@
 
 Providers are separate distributions found through the ``modelport.providers`` entry
 point group and imported only when a call names them; ``import modelport`` imports no
-plugin, no HTTP library and no event loop.
+plugin, no HTTP library, no event loop and no TLS. Plugin authors import
+``modelport.provider`` (the provider toolkit), not this module's internals.
 """
 
 from __future__ import annotations
@@ -14,21 +15,9 @@ import threading
 from typing import Any, List, Optional
 
 from . import errors, types
-from ._client import AsyncClient, Client, providers
 from ._images import save_images
-from ._sse import SSEDecoder
-from ._streaming import AsyncStream, Stream, stream_to_completion
-from ._wire import (
-    END_OF_STREAM,
-    IGNORE_EVENT,
-    Call,
-    Endpoint,
-    FollowUp,
-    ProviderInfo,
-    ServerSentEvent,
-    WireRequest,
-    WireResponse,
-)
+from ._rebuild import stream_to_completion
+from .client import AsyncClient, Client, providers
 from .errors import *  # noqa: F401,F403  (every error class is importable from modelport)
 from .types import *  # noqa: F401,F403
 from .types import EmbeddingResponse, ImageResponse, RerankResponse, Transcription
@@ -38,11 +27,30 @@ __version__ = "0.1.0"
 # Loaded on first use so that `import modelport` imports neither pluggy nor entry-point
 # machinery: a plugin's `from modelport import hookimpl` pays for pluggy, an app's import does not.
 _LAZY = {
-    "hookimpl": ("hookspecs", "hookimpl"),
-    "registry": ("_plugins", "registry"),
-    "register_provider": ("_plugins", "register_provider"),
-    "ProviderListing": ("_plugins", "ProviderListing"),
-    "load_config": ("_config", "load_config"),
+    "Stream": ("_streaming", "Stream"),
+    "AsyncStream": ("_streaming", "AsyncStream"),
+    "registry": ("_registry", "registry"),
+    "register_provider": ("_registry", "register_provider"),
+    "ProviderListing": ("_registry", "ProviderListing"),
+    "load_config": ("routing", "load_config"),
+    "Router": ("routing", "Router"),
+    "Timeout": ("transport", "Timeout"),
+    # The provider toolkit's names, for code written against v1's top-level imports;
+    # plugins import them from modelport.provider.
+    "hookimpl": ("provider", "hookimpl"),
+    "ProviderInfo": ("provider", "ProviderInfo"),
+    "Call": ("provider", "Call"),
+    "Endpoint": ("provider", "Endpoint"),
+    "WireRequest": ("provider", "WireRequest"),
+    "WireResponse": ("provider", "WireResponse"),
+    "StreamEvent": ("provider", "StreamEvent"),
+    "ServerSentEvent": ("provider", "ServerSentEvent"),
+    "FollowUp": ("provider", "FollowUp"),
+    "Step": ("provider", "Step"),
+    "END_OF_STREAM": ("provider", "END_OF_STREAM"),
+    "IGNORE_EVENT": ("provider", "IGNORE_EVENT"),
+    "SSEDecoder": ("provider", "SSEDecoder"),
+    "NDJSONDecoder": ("provider", "NDJSONDecoder"),
 }
 
 
@@ -68,6 +76,7 @@ def default_client() -> Client:
         with _lock:
             if _default_client is None:
                 _default_client = Client()
+                _default_client._shared = True  # lives as long as the process: no unclosed warning
     return _default_client
 
 
@@ -152,6 +161,11 @@ __all__ = [
     "stream_to_completion",
     "save_images",
     "SSEDecoder",
+    "NDJSONDecoder",
+    "Timeout",
+    "Router",
+    "StreamEvent",
+    "Step",
     "providers",
     "ProviderListing",
     "register_provider",

@@ -1,5 +1,5 @@
 """``python -m modelport`` runs the CLI."""
 
-from ._cli import main
+from .cli import main
 
 raise SystemExit(main())

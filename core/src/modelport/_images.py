@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import os
 import pathlib
-from typing import Any, List, Optional, Union
+from typing import Any, Dict, List, Optional, Union
 
 from .errors import APIConnectionError, ProviderError
 from .types import ImageResponse
@@ -15,7 +15,7 @@ __all__ = ["save_images"]
 _EXTENSIONS = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp", "image/gif": ".gif"}
 
 
-def _targets(raw: Union[str, os.PathLike], count: int) -> List[pathlib.Path]:
+def _targets(raw: Union[str, "os.PathLike[str]"], count: int) -> List[pathlib.Path]:
     """``out`` for one image; ``out``, ``out-2``, ... for several; a directory gets image-N."""
     out = pathlib.Path(raw)
     if out.is_dir() or os.fspath(raw).endswith(("/", os.sep)):
@@ -25,7 +25,7 @@ def _targets(raw: Union[str, os.PathLike], count: int) -> List[pathlib.Path]:
 
 
 def save_images(
-    response: Union[ImageResponse, dict], out: Union[str, os.PathLike], *, timeout: Optional[float] = 60.0, http_client: Any = None
+    response: Union[ImageResponse, Dict[str, Any]], out: Union[str, "os.PathLike[str]"], *, timeout: Optional[float] = 60.0, http_client: Any = None
 ) -> List[pathlib.Path]:
     """Write every image of ``response`` to disk and return the paths written.
 

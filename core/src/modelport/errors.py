@@ -2,7 +2,7 @@
 
 ``ProviderError`` carries what an upstream said (status, code, message, request id, raw
 body) and whether retrying can help (``retryable``); the core's retry loop reads only
-that flag, so a provider decides per error (DashScope's throttling 429 is retried,
+that flag, so a provider decides per error (one provider's throttling 429 is retried,
 OpenAI's billing 429 is not) without touching the loop.
 """
 
@@ -95,6 +95,7 @@ class ProviderError(ModelportError):
         body: Optional[str] = None,
         headers: Optional[Mapping[str, str]] = None,
         retryable: Optional[bool] = None,
+        retry_after: Optional[float] = None,
         details: Optional[Dict[str, Any]] = None,
     ) -> None:
         super().__init__(message)
@@ -112,6 +113,9 @@ class ProviderError(ModelportError):
         self.details: Dict[str, Any] = dict(details or {})
         if retryable is not None:
             self.retryable = retryable
+        #: Seconds the upstream asked to wait before a retry (from its headers or body);
+        #: the retry loop prefers it to its own backoff.
+        self.retry_after = retry_after
 
     @property
     def status_code(self) -> Optional[int]:

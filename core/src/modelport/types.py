@@ -11,7 +11,7 @@ instead of going through a general converter, because chunk parsing is the hot p
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar, Dict, List, Optional, Type, TypeVar, Union
+from typing import Any, Callable, ClassVar, Dict, List, Optional, Tuple, Type, TypeVar, Union
 
 import attrs
 
@@ -119,7 +119,7 @@ class OpenAIObject:
 
     __slots__ = ()
     _loaders: ClassVar[Dict[str, Loader]]
-    _dumpers: ClassVar[tuple]
+    _dumpers: ClassVar[Tuple[Any, ...]]
     extra: Dict[str, Any]
 
     @classmethod

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 from typing import Any, Generator, List, Tuple
 
-from modelport import Call, Endpoint, WireRequest, hookimpl
+from modelport.provider import Call, Endpoint, WireRequest, hookimpl
 
 CALLS: List[Tuple[str, str, str]] = []
 
 
 @hookimpl(wrapper=True)
 def transform_request(call: Call, endpoint: Endpoint) -> Generator[None, Any, WireRequest]:
-    request = yield
-    request.headers["X-Modelport-Trace"] = f"{call.provider}/{call.model}"
+    request: WireRequest = yield
     CALLS.append((call.provider, call.model, call.operation))
-    return request
+    return request.with_headers({"X-Modelport-Trace": f"{call.provider}/{call.model}"})

@@ -16,10 +16,9 @@ import contextlib
 import hmac
 import json
 import logging
-from typing import Any, AsyncIterator, Dict, Iterable, List, Optional, Tuple
+from typing import Any, AsyncIterator, Dict, Iterable, List, Optional, Set, Tuple
 
-from .._client import CALL_OPTIONS, AsyncClient, _registry
-from .._transport import encode_json
+from ..client import CALL_OPTIONS, AsyncClient
 from ..errors import (
     APIConnectionError,
     APITimeoutError,
@@ -29,6 +28,7 @@ from ..errors import (
     ProviderError,
     StreamInterruptedError,
 )
+from ..transport import encode_json
 
 __all__ = ["create_app", "app_from_config", "serve", "error_body"]
 
@@ -103,11 +103,11 @@ def create_app(client: AsyncClient, *, master_key: Optional[str] = None, allow_d
 
     def provider_options(model: str) -> Iterable[str]:
         router = client.router
-        targets = [d.model for d in router.plan(model)] if router is not None and model in router else [model]
-        names = set()
+        targets = [d.model for d in router.deployments(model)] if router is not None and model in router else [model]
+        names: Set[str] = set()
         for target in targets:
             try:
-                names.update(_registry().hooks(target.split("/", 1)[0]).info.options)
+                names.update(client.provider_hooks(target.split("/", 1)[0]).info.options)
             except ModelportError:
                 continue
         return names
@@ -143,7 +143,7 @@ def create_app(client: AsyncClient, *, master_key: Optional[str] = None, allow_d
         for name in required:
             if name not in body:
                 raise InvalidRequestError(f"'{name}' is required", param=name)
-        blocked = (CALL_OPTIONS | set(provider_options(model)) | {"_files"}) & set(body)
+        blocked = (CALL_OPTIONS | set(provider_options(model))) & set(body)
         for name in blocked:
             del body[name]
         return model, body, sorted(blocked)
@@ -162,7 +162,8 @@ def create_app(client: AsyncClient, *, master_key: Optional[str] = None, allow_d
                 )  # fmt: skip
             try:
                 model, body, ignored = prepare(await read_body(request), required)
-                return await call(model, body, ignored)
+                response: Response = await call(model, body, ignored)
+                return response
             except _ModelNotFound as missing:
                 return json_response(missing.payload(), 404)
             except Exception as error:  # every failure becomes an OpenAI-shaped error
@@ -248,7 +249,7 @@ def create_app(client: AsyncClient, *, master_key: Optional[str] = None, allow_d
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
         yield
-        await client.close()
+        await client.aclose()
 
     return Starlette(routes=routes, lifespan=lifespan)
 
@@ -273,7 +274,9 @@ class _ModelNotFound(Exception):
 def app_from_config(config_path: str, **client_options: Any) -> Any:
     """The app for a config file: its aliases, its master key, its declared providers."""
     client = AsyncClient.from_config(config_path, **client_options)
-    master_key = client.router.config.resolved_master_key()
+    router = client.router
+    assert router is not None  # from_config always builds one
+    master_key = router.config.resolved_master_key()
     if not master_key:
         log.warning("no general_settings.master_key: the gateway accepts every request")
     return create_app(client, master_key=master_key)

@@ -10,27 +10,34 @@
         provider = "acme"
 
 The provider's ``provider_info().operations`` decide which tests exist: tests for an
-operation the provider lacks are removed from the subclass, not skipped. A provider
-whose hooks deliberately change payloads declares it by overriding
-``expected_request`` / ``expected_response`` (with the documented mapping, written
-independently of the plugin's code), and ``accepts_request`` for values it rejects
-before sending.
+operation the provider lacks are removed from the subclass, not skipped.
+
+The properties run through the plugin's own code: OpenAI-shaped values are encoded to
+the provider's wire format with its ``encode_response`` / ``encode_stream`` /
+``encode_error`` hooks (the OpenAI encoders when it speaks OpenAI), cut at random byte
+boundaries, decoded with its ``stream_decoder`` and ``parse_stream_chunk``, and must
+come back equal. A provider whose hooks deliberately change payloads declares it by
+overriding ``expected_request`` / ``expected_response`` / ``expected_chunk`` (with the
+documented mapping, written independently of the plugin's code), and
+``accepts_request`` for values it rejects before sending (those must raise
+``InvalidRequestError``).
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import os
 from typing import Any, ClassVar, Dict, Iterator, List
 
-from hypothesis import HealthCheck, assume, given, settings
+import pytest
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from .. import errors
-from .._client import _registry
-from .._streaming import Stream, stream_to_completion
-from .._wire import OPERATIONS, Call, ProviderInfo, WireResponse
+from .._engine import ChunkParser
+from .._registry import registry
+from .._streaming import Stream
+from ..provider import OPERATIONS, Call, ProviderInfo, Step, WireResponse, stream_to_completion
 from ..types import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Completion, EmbeddingResponse
 from . import strategies as mst
 
@@ -63,7 +70,7 @@ class _Handle:
     """A stream's body delivered in the given pieces, as the transport would."""
 
     def __init__(self, pieces: List[bytes]) -> None:
-        self.head = WireResponse(200, {"content-type": "text/event-stream"}, b"")
+        self.head = WireResponse(200, {}, b"")
         self._pieces = pieces
 
     def iter_bytes(self) -> Iterator[bytes]:
@@ -88,7 +95,7 @@ class ProviderConformance:
         super().__init_subclass__(**kwargs)
         if not cls.provider:
             return
-        info = _registry().hooks(cls.provider).info
+        info = registry.hooks(cls.provider).info
         for operation, names in _OPERATION_TESTS.items():
             if operation not in info.operations:
                 for name in names:
@@ -112,7 +119,7 @@ class ProviderConformance:
 
     @property
     def hooks(self) -> Any:
-        return _registry().hooks(self.provider)
+        return registry.hooks(self.provider)
 
     def call(self, operation: str, body: Dict[str, Any]) -> Call:
         info = self.hooks.info
@@ -128,13 +135,16 @@ class ProviderConformance:
             options=dict(self.call_options),
         )
 
-    def respond(self, operation: str, payload: Any, status: int = 200) -> Any:
+    def respond(self, operation: str, result: Dict[str, Any]) -> Any:
+        """``result`` encoded by the provider's ``encode_response``, decoded by its ``transform_response``."""
         call = self.call(operation, {"model": _MODEL})
-        content = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
-        response = WireResponse(status, {"content-type": "application/json"}, content)
-        if status >= 400:
-            return self.hooks.map_error(call, response)
-        return self.hooks.transform_response(call, response)
+        response = self.hooks.encode_response(call, copy.deepcopy(result))
+        return self.hooks.transform_response(call, response, Step())
+
+    def respond_error(self, status: int, message: str, code: str) -> Any:
+        """An error encoded by the provider's ``encode_error``, typed by its ``map_error``."""
+        call = self.call("chat", {"model": _MODEL})
+        return self.hooks.map_error(call, self.hooks.encode_error(call, status, message, code))
 
     # -- properties --------------------------------------------------------------------
 
@@ -154,8 +164,11 @@ class ProviderConformance:
     @given(body=mst.chat_requests())
     def test_chat_request_survives_transform_request(self, body: Dict[str, Any]) -> None:
         body = {"model": _MODEL, **body}
-        assume(self.accepts_request(body))
         call = self.call("chat", copy.deepcopy(body))
+        if not self.accepts_request(body):
+            with pytest.raises(errors.InvalidRequestError):
+                self.hooks.transform_request(call, self.hooks.resolve_endpoint(call))
+            return
         request = self.hooks.transform_request(call, self.hooks.resolve_endpoint(call))
         assert request.method == "POST" and request.url.startswith("http")
         assert request.json == self.expected_request(copy.deepcopy(body))
@@ -170,10 +183,12 @@ class ProviderConformance:
     def test_chat_stream_rebuilds_the_response(self, openai_schema_validator: Any, data: Any) -> None:
         response = data.draw(mst.chat_responses(), label="response")
         chunks = data.draw(mst.chunk_stream(response), label="chunks")
-        raw = mst.sse_encode(chunks)
-        pieces = mst.split_bytes(raw, data.draw(st.lists(st.integers(0, len(raw)), max_size=12), label="cuts"))
         call = self.call("chat", {"model": _MODEL, "messages": [{"role": "user", "content": "x"}], "stream": True})
-        typed = list(Stream(_Handle(pieces), self.hooks, call, ChatCompletionChunk))
+        hooks = self.hooks
+        raw = hooks.encode_stream(call, copy.deepcopy(chunks))
+        pieces = mst.split_bytes(raw, data.draw(st.lists(st.integers(0, len(raw)), max_size=12), label="cuts"))
+        parser = ChunkParser(hooks.stream_decoder(call), hooks.parse_stream_chunk, ChatCompletionChunk.from_dict, call)
+        typed = list(Stream(_Handle(pieces), parser, call))
         assert [c.to_dict() for c in typed] == [self.expected_chunk(c) for c in chunks]
         for chunk in typed:
             openai_schema_validator(chunk.to_dict(), "CreateChatCompletionStreamResponse")
@@ -197,13 +212,17 @@ class ProviderConformance:
             assert stream_to_completion(chunks).choices[0].message.content == "p o n g"
 
     @_settings
-    @given(error=mst.error_responses())
-    def test_error_bodies_map_to_documented_classes(self, error: Dict[str, Any]) -> None:
-        mapped: Any = self.respond("chat", error["body"], status=error["status"])
-        expected = errors.error_class_for_status(error["status"])
+    @given(
+        status=st.sampled_from([400, 401, 403, 404, 409, 422, 429, 500, 502, 503, 504]),
+        message=st.lists(st.text("abcdefghijklmnopqrstuvwxyz", min_size=1, max_size=8), min_size=1, max_size=5).map(" ".join),
+        code=st.from_regex(r"E[0-9]{3}", fullmatch=True),
+    )
+    def test_error_bodies_map_to_documented_classes(self, status: int, message: str, code: str) -> None:
+        mapped: Any = self.respond_error(status, message, code)
+        expected = errors.error_class_for_status(status)
         assert isinstance(mapped, expected), f"{type(mapped).__name__} is not a {expected.__name__}"
-        assert mapped.status == error["status"] and error["message"] in mapped.message
-        assert mapped.retryable == (error["status"] in (409, 429) or error["status"] >= 500)
+        assert mapped.status == status and message in mapped.message
+        assert mapped.retryable == (status in (409, 429) or status >= 500)
 
     def check_response(self, operation: str, body: Dict[str, Any], result_type: Any, schema_root: str, validate: Any) -> None:
         """``body`` through ``transform_response``: unchanged, lossless as types, schema-valid."""

@@ -18,7 +18,8 @@ from .upstream import FakeUpstream
 
 def openai_schemas() -> Dict[str, Any]:
     """The OpenAI JSON Schema bundle shipped with modelport.testing."""
-    return json.loads(resources.files("modelport.testing").joinpath("openai_schemas.json").read_text(encoding="utf-8"))
+    bundle: Dict[str, Any] = json.loads(resources.files("modelport.testing").joinpath("openai_schemas.json").read_text(encoding="utf-8"))
+    return bundle
 
 
 @pytest.fixture(scope="session")

@@ -223,20 +223,18 @@ embedding_responses = st.builds(
 def error_responses(draw: Any) -> Dict[str, Any]:
     """An error as upstreams send it: ``{"status", "headers", "body", "message"}``.
 
-    Shapes: OpenAI's nested envelope, vLLM's older flat one, ModelScope's ``errors``
-    (plural), and a non-JSON (HTML) page. ``message`` is what the error must carry.
+    Shapes: OpenAI's nested envelope, a flat object with a top-level ``message``, and a
+    non-JSON (HTML) page. ``message`` is what the error must carry.
     """
     status = draw(st.sampled_from([400, 401, 403, 404, 409, 422, 429, 500, 502, 503, 504]))
     # Single spaces: an HTML page's text is read with its whitespace collapsed.
     message = " ".join(draw(st.lists(st.text("abcdefghijklmnopqrstuvwxyz", min_size=1, max_size=8), min_size=1, max_size=5)))
     code = draw(st.from_regex(r"E[0-9]{3}", fullmatch=True))
-    shape = draw(st.sampled_from(["openai", "flat", "plural", "html"]))
+    shape = draw(st.sampled_from(["openai", "flat", "html"]))
     if shape == "openai":
         body: Any = {"error": {"message": message, "type": "invalid_request_error", "code": code, "param": None}}
     elif shape == "flat":
         body = {"object": "error", "message": message, "type": "BadRequestError", "param": None, "code": status}
-    elif shape == "plural":
-        body = {"errors": {"message": message, "request_id": draw(_word)}}
     else:
         body = f"<html><body><h1>{message}</h1></body></html>"
     return {"status": status, "body": body, "message": message, "headers": {}}
@@ -254,10 +252,10 @@ def chunk_stream(draw: Any, response: Dict[str, Any], empty_ids: Optional[bool] 
     """The chunks an upstream streams for ``response``.
 
     Content, reasoning and tool-call arguments are split at arbitrary points; tool-call
-    continuations restate ``"id": ""`` (as DashScope does) or omit it; a usage trailer
+    continuations restate ``"id": ""`` (as some upstreams do) or omit it; a usage trailer
     with empty choices ends the stream; extra fields ride on the first chunk.
     """
-    dashscope_ids = draw(st.booleans()) if empty_ids is None else empty_ids
+    empty_id_deltas = draw(st.booleans()) if empty_ids is None else empty_ids
     known = {"id", "object", "created", "model", "choices", "usage"}
     head = {k: v for k, v in response.items() if k in ("id", "created", "model", "system_fingerprint")}
     top_extras = {k: v for k, v in response.items() if k not in known and k != "system_fingerprint"}
@@ -291,7 +289,7 @@ def chunk_stream(draw: Any, response: Dict[str, Any], empty_ids: Optional[bool] 
             emit(index, {"tool_calls": [{"index": position, "id": call["id"], "type": call["type"], "function": {"name": call["function"]["name"], "arguments": arguments[0]}}]})
             for piece in arguments[1:]:
                 delta: Dict[str, Any] = {"index": position, "function": {"arguments": piece}}
-                if dashscope_ids:
+                if empty_id_deltas:
                     delta.update({"id": "", "type": "function"})
                 emit(index, {"tool_calls": [delta]})
         emit(index, {}, choice["finish_reason"], choice_extras)

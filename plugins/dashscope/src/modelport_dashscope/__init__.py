@@ -11,23 +11,25 @@ codes (throttling retried, arrears not, content inspection typed).
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
-from modelport import (
+import attrs
+
+from modelport.provider import (
     Call,
     Endpoint,
     FollowUp,
     ProviderInfo,
+    Step,
     WireRequest,
     WireResponse,
+    env_value,
     errors,
     hookimpl,
+    openai,
 )
-from modelport.openai_wire import OpenAIWire, build_error, env_value, error_fields
 
 __all__ = ["REGIONS", "EMBEDDING_BATCH", "REASONING_BUDGETS", "check_chat_params"]
-
-_WIRE = OpenAIWire()
 
 #: Region name -> OpenAI-compatible base URL.
 REGIONS = {
@@ -79,23 +81,22 @@ def _region(call: Call) -> str:
     return region
 
 
-def _base(call: Call) -> str:
+def _base(call: Call) -> Tuple[str, str]:
+    """The base URL and a description of where it points (for error messages)."""
     explicit = call.api_base or env_value(("DASHSCOPE_API_BASE",))
     if explicit:
-        call.state["region"] = f"custom api_base {explicit}"
-        return explicit.rstrip("/")
+        return explicit.rstrip("/"), f"the custom api_base {explicit}"
     region = _region(call)
-    call.state["region"] = region
-    return REGIONS[region]
+    return REGIONS[region], region
 
 
 @hookimpl
 def resolve_endpoint(call: Call) -> Endpoint:
-    base = _base(call)
+    base, region = _base(call)
     if not call.api_key and not call.dry_run:
         raise errors.AuthenticationError(
             "no DashScope API key: pass api_key=... or set DASHSCOPE_API_KEY"
-            f" (keys are bound to a region; this call would use {call.state['region']})",
+            f" (keys are bound to a region; this call would use {region})",
             provider=call.provider,
             model=call.model,
         )
@@ -190,55 +191,77 @@ def _thinking(body: Dict[str, Any], stream: bool) -> Dict[str, Any]:
 # --- requests and responses --------------------------------------------------------------
 
 
+def _batches(body: Any) -> List[List[Any]]:
+    """The embedding inputs in requests of at most ``EMBEDDING_BATCH`` (one batch when they fit)."""
+    inputs = body.get("input")
+    if not isinstance(inputs, list) or len(inputs) <= EMBEDDING_BATCH:
+        return []
+    return [inputs[i : i + EMBEDDING_BATCH] for i in range(0, len(inputs), EMBEDDING_BATCH)]
+
+
 @hookimpl
 def transform_request(call: Call, endpoint: Endpoint) -> Optional[WireRequest]:
-    body = call.body
+    body = dict(call.body)
     if call.operation == "chat":
         check_chat_params(body)
         body = _thinking(body, call.stream)
     elif call.operation == "embedding":
-        inputs = body.get("input")
-        if isinstance(inputs, list) and len(inputs) > EMBEDDING_BATCH:
-            batches = [inputs[i : i + EMBEDDING_BATCH] for i in range(0, len(inputs), EMBEDDING_BATCH)]
-            call.state["batches"] = batches
-            call.state["next"] = 1
-            call.state["merged"] = {"data": [], "usage": {}}
-            call.state["endpoint"] = endpoint
-            body = {**body, "input": batches[0]}
+        batches = _batches(body)
+        if batches:
+            body["input"] = batches[0]
     return WireRequest("POST", endpoint.url, dict(endpoint.headers), json=body)
 
 
-def _merge_embeddings(state: Dict[str, Any], result: Dict[str, Any], offset: int) -> None:
-    merged = state["merged"]
+@attrs.frozen
+class _Merged:
+    """Embedding batches answered so far (the state carried between batch requests)."""
+
+    sent: int
+    data: Tuple[Dict[str, Any], ...]
+    usage: Tuple[Tuple[str, Any], ...]
+    extra: Tuple[Tuple[str, Any], ...]
+
+
+def _merge_embeddings(before: Optional[_Merged], result: Dict[str, Any]) -> _Merged:
+    sent = before.sent if before else 0
+    offset = sent * EMBEDDING_BATCH
+    data = list(before.data) if before else []
     for item in result.get("data") or []:
-        item = dict(item)
-        item["index"] = offset + int(item.get("index", 0))
-        merged["data"].append(item)
+        data.append({**item, "index": offset + int(item.get("index", 0))})
+    usage = dict(before.usage) if before else {}
     for key, value in (result.get("usage") or {}).items():
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            merged["usage"][key] = merged["usage"].get(key, 0) + value
+            usage[key] = usage.get(key, 0) + value
+    extra = dict(before.extra) if before else {}
     for key, value in result.items():
         if key not in ("data", "usage"):
-            merged.setdefault(key, value)
+            extra.setdefault(key, value)
+    return _Merged(sent + 1, tuple(data), tuple(usage.items()), tuple(extra.items()))
 
 
 @hookimpl
-def transform_response(call: Call, response: WireResponse) -> Union[Dict[str, Any], FollowUp, None]:
-    result = _WIRE.transform_response(call, response)
-    state = call.state
-    if call.operation != "embedding" or "batches" not in state:
+def transform_response(call: Call, response: WireResponse, step: Step) -> Union[Dict[str, Any], FollowUp, None]:
+    if call.operation != "embedding":
+        return None
+    batches = _batches(call.body)
+    result = openai.parse_response(call, response)
+    if not batches:
         return result
-    done = state["next"]
-    _merge_embeddings(state, result, (done - 1) * EMBEDDING_BATCH)
-    batches = state["batches"]
-    if done < len(batches):
-        state["next"] = done + 1
-        endpoint = state["endpoint"]
-        body = {**call.body, "input": batches[done]}
-        return FollowUp(WireRequest("POST", endpoint.url, dict(endpoint.headers), json=body))
-    merged = state["merged"]
-    merged["data"].sort(key=lambda item: item["index"])
-    return merged
+    merged = _merge_embeddings(step.state, result)
+    if merged.sent < len(batches):
+        sent = response.request
+        assert sent is not None  # the engine hands every response its request
+        body = {**call.body, "input": batches[merged.sent]}
+        return FollowUp(WireRequest("POST", sent.url, dict(sent.headers), json=body), state=merged)
+    data = sorted(merged.data, key=lambda item: int(item["index"]))
+    return {**dict(merged.extra), "data": data, "usage": dict(merged.usage)}
+
+
+def _region_used(call: Call) -> str:
+    try:
+        return _base(call)[1]
+    except errors.ConfigError:
+        return "an unknown region"
 
 
 # --- errors ------------------------------------------------------------------------------
@@ -249,22 +272,22 @@ _THROTTLE = {"insufficient_quota", "limit_requests", "limit_burst_rate", "reques
 
 @hookimpl
 def map_error(call: Call, response: WireResponse) -> errors.ProviderError:
-    fields = error_fields(response)
+    fields = openai.error_fields(response)
     code = str(fields["code"] or "")
     lowered = code.lower()
     body = response.json_or_none()
     details = {"id": body.get("id")} if isinstance(body, dict) and body.get("id") else {}
     if lowered in _CONTENT_FILTER:
-        return build_error(call, response, errors.ContentFilterError, details=details)
+        return openai.build_error(call, response, errors.ContentFilterError, details=details)
     if lowered == "arrearage":
-        return build_error(call, response, errors.QuotaExceededError, details=details)
+        return openai.build_error(call, response, errors.QuotaExceededError, details=details)
     if response.status == 429 or lowered.startswith("throttling") or lowered in _THROTTLE:
-        return build_error(call, response, errors.RateLimitError, retryable=True, details=details)
+        return openai.build_error(call, response, errors.RateLimitError, retryable=True, details=details)
     if response.status == 401 or lowered == "invalid_api_key":
         message = (
             f"{fields['message']} (DashScope API keys are bound to a region; this call used"
-            f" {call.state.get('region', 'an unknown region')}: use that region's key, or pick the key's"
+            f" {_region_used(call)}: use that region's key, or pick the key's"
             " region with region=... or DASHSCOPE_REGION)"
         )
-        return build_error(call, response, errors.AuthenticationError, message=message, retryable=False, details=details)
-    return build_error(call, response, details=details)
+        return openai.build_error(call, response, errors.AuthenticationError, message=message, retryable=False, details=details)
+    return openai.build_error(call, response, details=details)

@@ -6,30 +6,38 @@ fetched as a stream and assembled, all inside the hooks); 429 bodies under ``err
 (plural) with ``modelscope-ratelimit-*`` headers; and image generation as an
 asynchronous task: submit, then poll ``/tasks/{id}`` until ``SUCCEED`` or ``FAILED``,
 expressed as ``FollowUp`` steps that the core drives for sync and async callers alike.
+The plugin also adds ModelScope's image options to ``modelport image``.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
 
-from modelport import (
+import attrs
+
+from modelport.provider import (
     END_OF_STREAM,
     IGNORE_EVENT,
     Call,
+    CliOptions,
     Endpoint,
     FollowUp,
     ProviderInfo,
     SSEDecoder,
+    Step,
     WireRequest,
     WireResponse,
     errors,
     hookimpl,
+    openai,
     stream_to_completion,
 )
-from modelport.openai_wire import OpenAIWire, build_error
 
-__all__ = ["DEFAULT_BASE", "TOKEN_ENV", "POLL_INTERVAL", "TASK_TIMEOUT"]
+if TYPE_CHECKING:
+    import argparse
+
+__all__ = ["DEFAULT_BASE", "TOKEN_ENV", "POLL_INTERVAL", "TASK_TIMEOUT", "ImageTask"]
 
 DEFAULT_BASE = "https://api-inference.modelscope.cn/v1"
 #: Where the token is looked for after ``api_key``, in this order.
@@ -39,7 +47,6 @@ TOKEN_ENV = ("MODELSCOPE_TOKEN", "MODELSCOPE_API_KEY", "MODELSCOPE_SDK_TOKEN")
 POLL_INTERVAL = 2.0
 TASK_TIMEOUT = 300.0
 
-_WIRE = OpenAIWire()
 _DONE, _FAILED = "SUCCEED", "FAILED"
 
 
@@ -70,7 +77,8 @@ def resolve_endpoint(call: Call) -> Optional[Endpoint]:
 @hookimpl
 def transform_request(call: Call, endpoint: Endpoint) -> Optional[WireRequest]:
     if call.operation == "image_generation":
-        return _submit_image_task(call, endpoint)
+        headers = {**endpoint.headers, "X-ModelScope-Async-Mode": "true"}
+        return WireRequest("POST", endpoint.url, headers, json=dict(call.body))
     body = dict(call.body)
     if not call.stream:
         body.setdefault("enable_thinking", False)  # otherwise the API answers 400
@@ -78,15 +86,14 @@ def transform_request(call: Call, endpoint: Endpoint) -> Optional[WireRequest]:
             # Thinking only works streamed: stream it here, assemble it in transform_response.
             body["stream"] = True
             body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
-            call.state["assemble_stream"] = True
-    return WireRequest("POST", endpoint.url, dict(endpoint.headers), json=body)
+    return openai.build_request(call, endpoint, body)
 
 
 @hookimpl
-def transform_response(call: Call, response: WireResponse) -> Union[Dict[str, Any], FollowUp, None]:
+def transform_response(call: Call, response: WireResponse, step: Step) -> Union[Dict[str, Any], FollowUp, None]:
     if call.operation == "image_generation":
-        return _advance_image_task(call, response)
-    if call.state.get("assemble_stream"):
+        return _advance_image_task(call, response, step)
+    if response.headers.get("content-type", "").startswith("text/event-stream"):
         return _assemble(call, response)
     return None
 
@@ -96,7 +103,7 @@ def _assemble(call: Call, response: WireResponse) -> Dict[str, Any]:
     chunks = []
     ended = False
     for event in [*decoder.feed(response.content), *decoder.flush()]:
-        item = _WIRE.parse_stream_chunk(call, event)
+        item = openai.parse_chunk(call, event)
         if item is END_OF_STREAM:
             ended = True
             break
@@ -108,63 +115,67 @@ def _assemble(call: Call, response: WireResponse) -> Dict[str, Any]:
             provider=call.provider,
             model=call.model,
         )
-    return stream_to_completion(chunks).to_dict()
+    result: Dict[str, Any] = stream_to_completion(chunks).to_dict()
+    return result
 
 
 # --- image generation: submit, then poll ------------------------------------------------------
 
 
-def _submit_image_task(call: Call, endpoint: Endpoint) -> WireRequest:
-    call.state["started"] = time.monotonic()
-    call.state["base"] = endpoint.base_url.rstrip("/")
-    call.state["headers"] = dict(endpoint.headers)
-    headers = {**endpoint.headers, "X-ModelScope-Async-Mode": "true"}
-    return WireRequest("POST", endpoint.url, headers, json=call.body)
+@attrs.frozen
+class ImageTask:
+    """What the polling steps carry: the task and where to ask about it."""
+
+    task_id: str
+    poll_url: str
+    headers: Dict[str, str]
 
 
-def _task_failed(call: Call, message: str, response: Optional[WireResponse] = None, **extra: Any) -> errors.TaskFailedError:
+def _task_failed(call: Call, message: str, task_id: Optional[str], response: Optional[WireResponse] = None, **extra: Any) -> errors.TaskFailedError:
     return errors.TaskFailedError(
         message,
         status=response.status if response is not None else None,
         provider=call.provider,
         model=call.model,
         body=response.text if response is not None else None,
-        details={"task_id": call.state.get("task_id")},
+        details={"task_id": task_id},
         **extra,
     )
 
 
-def _advance_image_task(call: Call, response: WireResponse) -> Union[Dict[str, Any], FollowUp]:
+def _advance_image_task(call: Call, response: WireResponse, step: Step) -> Union[Dict[str, Any], FollowUp]:
+    task: Optional[ImageTask] = step.state
     body = response.json_or_none()
     if not isinstance(body, dict):
-        raise _task_failed(call, f"image task: expected JSON, got {response.text[:200]!r}", response)
-    state = call.state
-    if "task_id" not in state:
+        raise _task_failed(call, f"image task: expected JSON, got {response.text[:200]!r}", task.task_id if task else None, response)
+    if task is None:
         task_id = body.get("task_id")
         if not task_id:
-            raise _task_failed(call, f"image task: the submit answer has no task_id: {response.text[:200]!r}", response)
-        state["task_id"] = task_id
-        return _poll(call, "SUBMITTED")
+            raise _task_failed(call, f"image task: the submit answer has no task_id: {response.text[:200]!r}", None, response)
+        submitted = response.request
+        assert submitted is not None  # the engine hands every response its request
+        base = submitted.url.rsplit("/images/generations", 1)[0]
+        headers = {k: v for k, v in submitted.headers.items() if k.lower() != "x-modelscope-async-mode"}
+        headers["X-ModelScope-Task-Type"] = "image_generation"
+        return _poll(call, ImageTask(str(task_id), f"{base}/tasks/{task_id}", headers), "SUBMITTED", step)
     status = str(body.get("task_status") or "")
     if status == _DONE:
         images = body.get("output_images") or []
         return {"created": int(time.time()), "data": [{"url": url} for url in images]}
     if status == _FAILED:
         reason = (body.get("errors") or {}).get("message") or "no reason given"
-        raise _task_failed(call, f"image task {state['task_id']} failed: {reason}", response, request_id=body.get("request_id"))
-    return _poll(call, status or "PENDING")
+        raise _task_failed(call, f"image task {task.task_id} failed: {reason}", task.task_id, response, request_id=body.get("request_id"))
+    return _poll(call, task, status or "PENDING", step)
 
 
-def _poll(call: Call, status: str) -> FollowUp:
-    options = call.options
-    timeout = float(options.get("task_timeout") or TASK_TIMEOUT)
-    interval = float(options.get("poll_interval") or POLL_INTERVAL)
-    elapsed = time.monotonic() - call.state["started"]
-    if elapsed + interval > timeout:
-        raise _task_failed(call, f"image task {call.state['task_id']} still {status} after {elapsed:.1f}s (task_timeout={timeout:g}s)")
-    url = f"{call.state['base']}/tasks/{call.state['task_id']}"
-    headers = {**call.state["headers"], "X-ModelScope-Task-Type": "image_generation"}
-    return FollowUp(WireRequest("GET", url, headers), delay=interval, status=status)
+def _poll(call: Call, task: ImageTask, status: str, step: Step) -> FollowUp:
+    timeout = float(call.options.get("task_timeout") or TASK_TIMEOUT)
+    interval = float(call.options.get("poll_interval") or POLL_INTERVAL)
+    if step.elapsed + interval > timeout:
+        raise _task_failed(
+            call, f"image task {task.task_id} still {status} after {step.elapsed:.1f}s (task_timeout={timeout:g}s)", task.task_id
+        )
+    return FollowUp(WireRequest("GET", task.poll_url, task.headers), delay=interval, status=status, state=task)
 
 
 # --- errors ------------------------------------------------------------------------------------
@@ -173,11 +184,36 @@ def _poll(call: Call, status: str) -> FollowUp:
 @hookimpl
 def map_error(call: Call, response: WireResponse) -> Optional[errors.ProviderError]:
     limits = {k: v for k, v in response.headers.items() if k.startswith("modelscope-ratelimit")}
+    body = response.json_or_none()
+    # ModelScope nests its error under "errors" (plural); OpenAI's reader takes the inner object.
+    inner = body.get("errors") if isinstance(body, dict) and isinstance(body.get("errors"), dict) else None
+    fields = openai.error_fields(response, inner)
     if response.status == 429:
-        return build_error(call, response, errors.RateLimitError, details={"ratelimit": limits})
-    if not limits:
+        return openai.build_error(call, response, errors.RateLimitError, fields=fields, details={"ratelimit": limits})
+    if not limits and inner is None:
         return None
-    error = _WIRE.map_error(call, response)
+    error = openai.map_error(call, response) if inner is None else openai.build_error(call, response, fields=fields)
     error.details["ratelimit"] = limits
     return error
 
+
+# --- the CLI -----------------------------------------------------------------------------------
+
+
+def _image_arguments(parser: "argparse.ArgumentParser") -> None:
+    parser.add_argument("--negative-prompt", help="ModelScope: what the image should not show")
+    parser.add_argument("--steps", type=int, help="ModelScope: sampling steps")
+    parser.add_argument("--guidance", type=float, help="ModelScope: guidance scale")
+    parser.add_argument("--image-url", help="ModelScope: input image for image-to-image models")
+    parser.add_argument("--poll-interval", type=float, help="ModelScope: seconds between task polls")
+    parser.add_argument("--task-timeout", type=float, help="ModelScope: seconds the whole task may take")
+
+
+def _image_kwargs(args: "argparse.Namespace") -> Dict[str, Any]:
+    names = ("negative_prompt", "steps", "guidance", "image_url", "poll_interval", "task_timeout")
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+
+
+@hookimpl
+def cli_commands() -> List[Any]:
+    return [CliOptions("image", _image_arguments, _image_kwargs, title="ModelScope image options")]

@@ -7,7 +7,7 @@ fallback hooks (system-message folding, the ``insufficient_quota`` billing error
 
 from __future__ import annotations
 
-from modelport import ProviderInfo, hookimpl
+from modelport.provider import ProviderInfo, hookimpl
 
 __all__ = ["openai_provider", "text_completion_provider"]
 

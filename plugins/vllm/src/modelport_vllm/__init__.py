@@ -4,19 +4,19 @@ vLLM speaks OpenAI's API, so this plugin only adds what differs: one base URL (a
 under ``/v1``) for every operation, ``file`` parts sent as the ``video_url`` parts vLLM
 reads, no ``tool_choice`` without ``tools``, ``/rerank``, and one reasoning field
 whichever name the server version uses (``reasoning_content`` up to 0.11, ``reasoning``
-after). Both of vLLM's error envelopes are handled by the core's error parsing.
+after). Both of vLLM's error envelopes (``{"error": {...}}`` with an integer code, and the
+older flat ``{"object": "error", "message": ...}``) are read by OpenAI's error reader.
 """
 
 from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
-from modelport import Call, Endpoint, ProviderInfo, ServerSentEvent, WireRequest, WireResponse, hookimpl
-from modelport.openai_wire import OpenAIWire
+import attrs
+
+from modelport.provider import Call, Endpoint, ProviderInfo, StreamEvent, WireRequest, WireResponse, hookimpl, openai
 
 __all__ = ["provider_info", "resolve_endpoint", "transform_request", "transform_response", "parse_stream_chunk"]
-
-_WIRE = OpenAIWire()
 
 
 @hookimpl
@@ -39,9 +39,8 @@ def _v1(base: str) -> str:
 
 @hookimpl
 def resolve_endpoint(call: Call) -> Endpoint:
-    endpoint = _WIRE.resolve_endpoint(call)  # base from api_base / env, Bearer only with a key
-    endpoint.base_url = _v1(endpoint.base_url)
-    return endpoint
+    endpoint = openai.resolve_endpoint(call)  # base from api_base / env, Bearer only with a key
+    return attrs.evolve(endpoint, base_url=_v1(endpoint.base_url))
 
 
 def _file_to_video(part: Any) -> Any:
@@ -54,7 +53,7 @@ def _file_to_video(part: Any) -> Any:
     return {"type": "video_url", "video_url": {"url": url}}
 
 
-def chat_body(body: Dict[str, Any]) -> Dict[str, Any]:
+def chat_body(body: Any) -> Dict[str, Any]:
     """OpenAI chat body -> what vLLM accepts: file parts as video_url, no orphan tool_choice."""
     messages: List[Any] = []
     for message in body.get("messages") or []:
@@ -62,17 +61,17 @@ def chat_body(body: Dict[str, Any]) -> Dict[str, Any]:
         if isinstance(content, list) and any(isinstance(p, dict) and p.get("type") == "file" for p in content):
             message = {**message, "content": [_file_to_video(p) for p in content]}
         messages.append(message)
-    body = {**body, "messages": messages}
-    if "tool_choice" in body and not body.get("tools"):
-        del body["tool_choice"]
-    return body
+    out: Dict[str, Any] = {**body, "messages": messages}
+    if "tool_choice" in out and not out.get("tools"):
+        del out["tool_choice"]
+    return out
 
 
 @hookimpl
 def transform_request(call: Call, endpoint: Endpoint) -> Optional[WireRequest]:
     if call.operation != "chat":
         return None  # the OpenAI wire format as it is (multipart for transcriptions)
-    return WireRequest("POST", endpoint.url, dict(endpoint.headers), json=chat_body(call.body))
+    return openai.build_request(call, endpoint, chat_body(call.body))
 
 
 def _with_reasoning_content(message: Dict[str, Any]) -> None:
@@ -82,7 +81,7 @@ def _with_reasoning_content(message: Dict[str, Any]) -> None:
 
 @hookimpl
 def transform_response(call: Call, response: WireResponse) -> Optional[Dict[str, Any]]:
-    result = _WIRE.transform_response(call, response)
+    result = openai.parse_response(call, response)
     if call.operation == "chat":
         for choice in result.get("choices") or ():
             if isinstance(choice.get("message"), dict):
@@ -93,8 +92,8 @@ def transform_response(call: Call, response: WireResponse) -> Optional[Dict[str,
 
 
 @hookimpl
-def parse_stream_chunk(call: Call, event: ServerSentEvent) -> Any:
-    chunk = _WIRE.parse_stream_chunk(call, event)
+def parse_stream_chunk(call: Call, event: StreamEvent) -> Any:
+    chunk = openai.parse_chunk(call, event)
     if type(chunk) is dict:
         for choice in chunk.get("choices") or ():
             delta = choice.get("delta")

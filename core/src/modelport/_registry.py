@@ -13,23 +13,22 @@ import logging
 import threading
 import warnings
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 import attrs
 import pluggy
 
-from . import hookspecs
-from ._wire import ProviderInfo
 from .errors import ModelportError, PluginLoadError, UnknownProviderError
-from .openai_wire import OpenAIWire
+from .provider import hookspecs
+from .provider._fallback import OpenAIFallback
+from .provider._types import ProviderInfo
 
-__all__ = ["ProviderHooks", "ProviderListing", "registry", "register_provider"]
+__all__ = ["ProviderHooks", "ProviderListing", "Registry", "registry", "register_provider"]
 
 log = logging.getLogger("modelport")
 
 PROVIDER_GROUP = "modelport.providers"
 MIDDLEWARE_GROUP = "modelport.middleware"
-_HOOKS = ("resolve_endpoint", "transform_request", "transform_response", "parse_stream_chunk", "map_error")
 
 
 def _fast_caller(hook: Any) -> Callable[..., Any]:
@@ -67,21 +66,47 @@ def _fast_caller(hook: Any) -> Callable[..., Any]:
     return many
 
 
+class _PluginManager(pluggy.PluginManager):
+    """pluggy's manager, telling its ``ProviderHooks`` when plugins come or go so the
+    resolved callers are rebuilt: a plugin registered after the first call is honoured."""
+
+    def __init__(self, on_change: Callable[[], None]) -> None:
+        super().__init__(hookspecs.PROJECT)
+        self._modelport_on_change = on_change
+
+    def register(self, plugin: Any, name: Optional[str] = None) -> Optional[str]:
+        result = super().register(plugin, name)
+        self._modelport_on_change()
+        return result
+
+    def unregister(self, plugin: Any = None, name: Optional[str] = None) -> Any:
+        result = super().unregister(plugin, name)
+        self._modelport_on_change()
+        return result
+
+
 class ProviderHooks:
-    """One provider's plugin manager and its resolved hook callers."""
+    """One provider's plugin manager and its resolved hook callers.
+
+    ``pm`` is a plain pluggy manager (hooks: ``pm.hook.<name>(**kwargs)``); the
+    attributes named after the hooks are the same calls resolved to plain functions
+    taking positional arguments, which is what the per-call and per-chunk path uses.
+    """
 
     def __init__(self, name: str, plugin: Any, middleware: List[Tuple[str, Any]], *, distribution: str = "", version: str = "") -> None:
-        pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.name = name
+        self.plugin = plugin
+        self.distribution = distribution
+        self.version = version
+        pm = _PluginManager(self._resolve)
+        self.pm = pm
+        self._ready = False
         pm.add_hookspecs(hookspecs)
-        pm.register(OpenAIWire(), name="openai-wire")
+        pm.register(OpenAIFallback(), name="openai-fallback")
         pm.register(plugin, name=f"provider:{name}")
         for mw_name, mw in middleware:
             pm.register(mw, name=f"middleware:{mw_name}")
         pm.check_pending()
-        self.pm = pm
-        self.plugin = plugin
-        self.distribution = distribution
-        self.version = version
         info = pm.hook.provider_info()
         if not isinstance(info, ProviderInfo):
             raise PluginLoadError(
@@ -90,11 +115,45 @@ class ProviderHooks:
                 distribution=distribution,
             )
         self.info: ProviderInfo = info
-        self.resolve_endpoint = _fast_caller(pm.hook.resolve_endpoint)
-        self.transform_request = _fast_caller(pm.hook.transform_request)
-        self.transform_response = _fast_caller(pm.hook.transform_response)
-        self.parse_stream_chunk = _fast_caller(pm.hook.parse_stream_chunk)
-        self.map_error = _fast_caller(pm.hook.map_error)
+        self._ready = True
+        self._resolve()
+
+    def _resolve(self) -> None:
+        if not self._ready:
+            return
+        hook = self.pm.hook
+        self.resolve_endpoint = _fast_caller(hook.resolve_endpoint)
+        self.transform_request = _fast_caller(hook.transform_request)
+        self.transform_response = _fast_caller(hook.transform_response)
+        self.stream_decoder = _fast_caller(hook.stream_decoder)
+        self.parse_stream_chunk = _fast_caller(hook.parse_stream_chunk)
+        self.map_error = _fast_caller(hook.map_error)
+        self.encode_response = _fast_caller(hook.encode_response)
+        self.encode_stream = _fast_caller(hook.encode_stream)
+        self.encode_error = _fast_caller(hook.encode_error)
+        own = self._implemented_by_plugins()
+        # Mock answers run the provider's own decoding only where it can be fed: the
+        # OpenAI wire decodes OpenAI encodings; a plugin decoding its own format must
+        # supply the matching encoder (else mocks bypass its decoding, as documented).
+        self.encodes_responses = "encode_response" in own or "transform_response" not in own
+        self.encodes_streams = "encode_stream" in own or not (
+            {"parse_stream_chunk", "stream_decoder"} & own or self.info.stream_framing != "sse"
+        )
+
+    def _implemented_by_plugins(self) -> Set[str]:
+        names: Set[str] = set()
+        for hook_name in hookspecs.HOOKS:
+            for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+                if impl.plugin_name != "openai-fallback":
+                    names.add(hook_name)
+        return names
+
+    def cli_commands(self) -> List[Any]:
+        """What this provider's plugin adds to the CLI."""
+        found: List[Any] = []
+        for contributed in self.pm.hook.cli_commands():
+            found.extend(contributed or ())
+        return found
 
 
 @attrs.frozen
@@ -209,7 +268,7 @@ class Registry:
 
     def _load(self, name: str) -> ProviderHooks:
         if name in self._registered:
-            return ProviderHooks(name, self._registered[name], self.middleware())
+            return ProviderHooks(name, self._registered[name], self.middleware(), distribution="(registered at run time)")
         candidates = self.entry_point_table().get(name)
         if not candidates:
             installed = self.names()

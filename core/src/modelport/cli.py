@@ -1,7 +1,9 @@
-"""The ``modelport`` command: chat, providers, demo (and what plugins add).
+"""The ``modelport`` command: chat, image, providers, serve, demo, new-provider, and
+what plugins add through the ``cli_commands`` hook.
 
 Exit codes: 0 success, 1 an error from the provider or the network, 2 a usage or
-configuration error. Keys are never printed: ``--dry-run`` redacts them.
+configuration error. Keys are never printed: ``--dry-run`` redacts them, and every
+secret a provider declares.
 """
 
 from __future__ import annotations
@@ -9,9 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
-from ._wire import redact_headers
 from .errors import ConfigError, InvalidRequestError, ModelportError
 
 __all__ = ["main"]
@@ -46,8 +47,9 @@ def _add_connection_args(parser: argparse.ArgumentParser, option_flags: Sequence
     parser.add_argument("--dry-run", action="store_true", help="print the HTTP request (key redacted) and exit")
 
 
-def _build_parser() -> argparse.ArgumentParser:
+def _build_parser() -> Tuple[argparse.ArgumentParser, Any]:
     parser = argparse.ArgumentParser(prog="modelport", description="One OpenAI-shaped API over LLM providers.")
+    parser.add_argument("--version", action="version", version=f"modelport {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     chat = sub.add_parser("chat", help="send a prompt and stream the answer to the terminal")
@@ -66,13 +68,8 @@ def _build_parser() -> argparse.ArgumentParser:
     image.add_argument("prompt")
     image.add_argument("-o", "--output", default="image.png", help="file to write (several images: NAME-2.png, ...) or a directory")
     image.add_argument("--size", help="e.g. 1024x1024")
-    image.add_argument("--negative-prompt")
+    image.add_argument("-n", type=int, dest="n", help="number of images")
     image.add_argument("--seed", type=int)
-    image.add_argument("--steps", type=int)
-    image.add_argument("--guidance", type=float)
-    image.add_argument("--image-url", help="input image for image-to-image models")
-    image.add_argument("--poll-interval", type=float, help="seconds between task polls")
-    image.add_argument("--task-timeout", type=float, help="seconds the whole task may take")
 
     serve = sub.add_parser("serve", help="run the OpenAI-compatible gateway for a config file")
     serve.add_argument("--config", required=True, help="YAML or TOML config (model_list, router_settings, ...)")
@@ -81,7 +78,57 @@ def _build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="stream a chat from a local OpenAI-compatible server this command starts")
     demo.add_argument("prompt", nargs="?", default="Hello from modelport!")
-    return parser
+
+    scaffold = sub.add_parser("new-provider", help="create a provider plugin distribution (code, fake upstream, tests)")
+    scaffold.add_argument("name", help="provider name, e.g. acme (model strings become acme/<model>)")
+    scaffold.add_argument("--wire", choices=("openai", "sse", "ndjson"), default="openai", help="what the upstream speaks")
+    scaffold.add_argument("-d", "--directory", default=".", help="where to create modelport-<name>/")
+    return parser, sub
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+#: Core commands that never need a plugin's CLI additions (so they start without loading any).
+_PLUGIN_FREE = {"chat", "providers", "serve", "demo", "new-provider"}
+
+
+def _plugin_extensions() -> List[Any]:
+    """What installed provider plugins add to the CLI (a broken plugin is skipped: `providers` reports it)."""
+    from ._registry import registry
+
+    found: List[Any] = []
+    seen: Set[int] = set()
+    for name in registry.names():
+        try:
+            hooks = registry.hooks(name)
+        except ModelportError:
+            continue
+        if id(hooks.plugin) in seen:  # a plugin serving several names (aliases) adds once
+            continue
+        seen.add(id(hooks.plugin))
+        found.extend(hooks.cli_commands())
+    return found
+
+
+def _extend(sub: Any, extensions: List[Any]) -> Dict[str, Any]:
+    """Add plugin commands and options to the subcommands; the new commands' runners by name."""
+    from .provider import CliCommand, CliOptions
+
+    runners: Dict[str, Any] = {}
+    for item in extensions:
+        if isinstance(item, CliCommand) and item.name not in sub.choices:
+            command = sub.add_parser(item.name, help=item.help)
+            item.add_arguments(command)
+            runners[item.name] = item.run
+        elif isinstance(item, CliOptions) and item.command in sub.choices:
+            target = sub.choices[item.command]
+            group = target.add_argument_group(item.title) if item.title else target
+            item.add_arguments(group)
+    return runners
 
 
 def _chat_arguments(args: argparse.Namespace) -> Dict[str, Any]:
@@ -112,21 +159,23 @@ def _connection(args: argparse.Namespace) -> Dict[str, Any]:
 
 
 def _client(args: argparse.Namespace) -> Any:
-    from ._client import Client
+    from .client import Client
 
     return Client.from_config(args.config) if getattr(args, "config", None) else Client()
 
 
 def print_dry_run(client: Any, operation: str, model: str, kwargs: Dict[str, Any]) -> None:
-    request = client.build_request(operation, model, **kwargs)
-    print(f"{request.method} {request.url}")
-    for key, value in redact_headers(request.headers).items():
-        print(f"{key}: {value}")
-    print()
-    if request.json is not None:
-        print(json.dumps(request.json, indent=2, ensure_ascii=False))
-    elif request.data is not None or request.files:
-        print(json.dumps({"form": request.data, "files": sorted(request.files or {})}, indent=2))
+    print(client.describe_request(operation, model, **kwargs))
+
+
+def _plugin_kwargs(command: str, args: argparse.Namespace) -> Dict[str, Any]:
+    from .provider import CliOptions
+
+    kwargs: Dict[str, Any] = {}
+    for item in getattr(args, "_extensions", ()):
+        if isinstance(item, CliOptions) and item.command == command:
+            kwargs.update(item.call_kwargs(args))
+    return kwargs
 
 
 def _run_chat(args: argparse.Namespace) -> int:
@@ -157,7 +206,7 @@ def _run_chat(args: argparse.Namespace) -> int:
 
 
 def _run_providers(args: argparse.Namespace) -> int:
-    from ._client import providers
+    from .client import providers
 
     rows = providers()
     if args.json:
@@ -217,10 +266,11 @@ def _run_image(args: argparse.Namespace) -> int:
 
     client = _client(args)
     kwargs = _connection(args)
-    for name in ("size", "negative_prompt", "seed", "steps", "guidance", "image_url", "poll_interval", "task_timeout"):
+    for name in ("size", "n", "seed"):
         value = getattr(args, name)
         if value is not None:
             kwargs[name] = value
+    kwargs.update(_plugin_kwargs("image", args))
     if args.dry_run:
         print_dry_run(client, "image_generation", args.model, {"prompt": args.prompt, **kwargs})
         return 0
@@ -253,14 +303,36 @@ def _run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"chat": _run_chat, "providers": _run_providers, "demo": _run_demo, "image": _run_image, "serve": _run_serve}
+def _run_new_provider(args: argparse.Namespace) -> int:
+    from ._scaffold import create_provider
+
+    target = create_provider(args.name, wire=args.wire, directory=args.directory)
+    print(f"created {target}")
+    print(f"next: pip install -e {target} && python -m pytest {target}")
+    return 0
+
+
+_COMMANDS = {
+    "chat": _run_chat,
+    "providers": _run_providers,
+    "demo": _run_demo,
+    "image": _run_image,
+    "serve": _run_serve,
+    "new-provider": _run_new_provider,
+}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = _build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser, sub = _build_parser()
+    first = next((a for a in argv if not a.startswith("-")), None)
+    extensions = [] if first in _PLUGIN_FREE else _plugin_extensions()
+    runners = _extend(sub, extensions)
     args = parser.parse_args(argv)
+    args._extensions = extensions
     try:
-        return _COMMANDS[args.command](args)
+        run = runners.get(args.command) or _COMMANDS[args.command]
+        return int(run(args))
     except (ConfigError, InvalidRequestError) as exc:
         print(f"modelport: error: {exc}", file=sys.stderr)
         return 2

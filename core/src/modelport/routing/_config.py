@@ -1,10 +1,10 @@
-"""Config files (YAML or TOML, LiteLLM-proxy compatible) and the router they describe.
+"""Config files (YAML or TOML, LiteLLM-proxy compatible).
 
     model_list:
       - model_name: my-model
         params:                              # `litellm_params` accepted as an alias
-          model: modelscope/Qwen/Qwen3-8B
-          api_key: os.environ/MODELSCOPE_TOKEN
+          model: openai/gpt-4o-mini
+          api_key: os.environ/OPENAI_API_KEY
     router_settings: {num_retries: 2, cooldown_time: 30, fallbacks: [{my-model: [backup-model]}]}
     general_settings: {master_key: os.environ/MODELPORT_MASTER_KEY}
     providers:                               # OpenAI-compatible providers declared by data
@@ -23,24 +23,17 @@ deployment) cools down and the next one serves; when the group is exhausted, its
 
 from __future__ import annotations
 
-import itertools
 import os
 import pathlib
-import threading
-import time
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Union
 
 import attrs
 
-from .errors import (
-    BadRequestError,
+from ..errors import (
     ConfigError,
-    InvalidRequestError,
-    ProviderError,
-    UnprocessableEntityError,
 )
 
-__all__ = ["Config", "Deployment", "Router", "load_config", "EnvRef"]
+__all__ = ["Config", "Deployment", "load_config", "EnvRef", "declared_providers"]
 
 _ENV_PREFIX = "os.environ/"
 
@@ -85,17 +78,22 @@ def _redacted(params: Mapping[str, Any]) -> Dict[str, Any]:
     return {k: ("[REDACTED]" if k == "api_key" and not isinstance(v, EnvRef) else v) for k, v in params.items()}
 
 
-@attrs.define
+@attrs.frozen
 class Deployment:
-    """One entry of ``model_list``: an alias and the call arguments behind it."""
+    """One entry of ``model_list``: an alias and the call arguments behind it.
+
+    Immutable: health (cool-downs, failures) lives in the router's state, keyed by ``id``.
+    """
 
     model_name: str
     model: str
     params: Dict[str, Any] = attrs.field(repr=lambda params: repr(_redacted(params)))
-    cooling_until: float = attrs.field(default=0.0, repr=False)
+    #: Unique within its config: ``<model_name>#<position in model_list>``.
+    id: str = ""
 
     def call_kwargs(self) -> Dict[str, Any]:
-        return _resolved(self.params, f"model_list entry {self.model_name!r} ({self.model})")
+        resolved: Dict[str, Any] = _resolved(self.params, f"model_list entry {self.model_name!r} ({self.model})")
+        return resolved
 
 
 @attrs.define
@@ -125,7 +123,7 @@ def _read(path: pathlib.Path) -> Dict[str, Any]:
             try:
                 import tomllib
             except ImportError:  # Python 3.10
-                import tomli as tomllib  # type: ignore[no-redef]
+                import tomli as tomllib  # type: ignore[no-redef,unused-ignore]
             data = tomllib.loads(text)
         elif suffix in (".yaml", ".yml", ".json"):
             import yaml
@@ -160,7 +158,7 @@ def _fallbacks(raw: Any, where: str) -> Dict[str, List[str]]:
     return out
 
 
-def load_config(source: Union[str, os.PathLike, Mapping[str, Any]]) -> Config:
+def load_config(source: Union[str, "os.PathLike[str]", Mapping[str, Any]]) -> Config:
     """Read and check a config file (or an already parsed mapping)."""
     if isinstance(source, Mapping):
         data, where = dict(source), "config"
@@ -188,7 +186,7 @@ def load_config(source: Union[str, os.PathLike, Mapping[str, Any]]) -> Config:
         model = params.pop("model")
         if "/" not in model:
             raise ConfigError(f"{label}: model {model!r} needs a provider prefix, e.g. 'openai/{model}'")
-        deployments.append(Deployment(model_name=entry["model_name"], model=model, params=params))
+        deployments.append(Deployment(model_name=entry["model_name"], model=model, params=params, id=f"{entry['model_name']}#{position}"))
     router = data.get("router_settings") or {}
     general = data.get("general_settings") or {}
     if not isinstance(router, dict) or not isinstance(general, dict):
@@ -221,7 +219,7 @@ class DeclaredProvider:
     """An OpenAI-compatible provider from a config file's ``providers:`` section."""
 
     def __init__(self, spec: Mapping[str, Any], where: str) -> None:
-        from ._wire import ProviderInfo
+        from ..provider import ProviderInfo
 
         if not isinstance(spec, Mapping) or not isinstance(spec.get("name"), str):
             raise ConfigError(f"{where}: each provider needs a name")
@@ -249,14 +247,14 @@ class DeclaredProvider:
     def transform_request(self, call: Any, endpoint: Any) -> Any:
         if not self.renames:
             return None
-        from ._wire import WireRequest
+        from ..provider import WireRequest
 
         body = {self.renames.get(k, k): v for k, v in call.body.items()}
         return WireRequest("POST", endpoint.url, dict(endpoint.headers), json=body)
 
 
 def _declared_plugin(spec: Mapping[str, Any], where: str) -> Any:
-    from .hookspecs import hookimpl
+    from ..provider import hookimpl
 
     provider = DeclaredProvider(spec, where)
 
@@ -272,94 +270,15 @@ def _declared_plugin(spec: Mapping[str, Any], where: str) -> Any:
     return provider.info.name, Plugin()
 
 
-def register_declared_providers(config: Config) -> None:
-    from ._plugins import registry
+def declared_providers(config: Config) -> Dict[str, Any]:
+    """The hooks of the providers a config declares, by name: they serve the client built
+    from that config only (two configs in one process do not see each other's)."""
+    from .._registry import ProviderHooks, registry
 
+    out: Dict[str, Any] = {}
     for position, spec in enumerate(config.providers):
         name, plugin = _declared_plugin(spec, f"{config.path}: providers[{position}]")
-        registry.register(name, plugin)
+        out[name] = ProviderHooks(name, plugin, registry.middleware(), distribution=f"declared in {config.path}")
+    return out
 
 
-# --- the router -------------------------------------------------------------------------------
-
-
-def _fails_over(error: Exception) -> bool:
-    """Whether another deployment might succeed where this one failed."""
-    if isinstance(error, (InvalidRequestError, BadRequestError, UnprocessableEntityError)):
-        return False
-    return isinstance(error, (ProviderError, ConfigError))
-
-
-class Router:
-    """Resolves config aliases to deployments, with cool-downs and fallbacks."""
-
-    def __init__(self, config: Config) -> None:
-        self.config = config
-        self._groups: Dict[str, List[Deployment]] = {}
-        for deployment in config.deployments:
-            self._groups.setdefault(deployment.model_name, []).append(deployment)
-        self._turns = {name: itertools.count() for name in self._groups}
-        self._lock = threading.Lock()
-
-    def __contains__(self, model: object) -> bool:
-        return model in self._groups
-
-    @property
-    def model_names(self) -> List[str]:
-        return list(self._groups)
-
-    def plan(self, alias: str) -> List[Deployment]:
-        """Deployments to try, in order: the alias's group (healthy first, round-robin), then fallbacks."""
-        order: List[Deployment] = []
-        for name in [alias, *self.config.fallbacks.get(alias, [])]:
-            group = self._groups.get(name, [])
-            if not group:
-                continue
-            with self._lock:
-                start = next(self._turns[name]) % len(group)
-            rotated = group[start:] + group[:start]
-            now = time.monotonic()
-            order.extend(sorted(rotated, key=lambda d: d.cooling_until > now))
-        return order
-
-    def call_arguments(self, deployment: Deployment, kwargs: Dict[str, Any]) -> Tuple[str, Dict[str, Any]]:
-        merged = deployment.call_kwargs()
-        if self.config.num_retries is not None:
-            merged.setdefault("num_retries", self.config.num_retries)
-        if self.config.timeout is not None:
-            merged.setdefault("timeout", self.config.timeout)
-        merged.update(kwargs)  # the caller's own arguments win
-        return deployment.model, merged
-
-    def failed(self, deployment: Deployment, error: Exception) -> bool:
-        """Record a failure; True when the next deployment should be tried."""
-        if not _fails_over(error):
-            return False
-        deployment.cooling_until = time.monotonic() + self.config.cooldown_time
-        return True
-
-    def run(self, alias: str, attempt: Callable[[str, Dict[str, Any]], Any], kwargs: Dict[str, Any]) -> Any:
-        last: Optional[Exception] = None
-        for deployment in self.plan(alias):
-            model, merged = self.call_arguments(deployment, dict(kwargs))
-            try:
-                return attempt(model, merged)
-            except (ProviderError, ConfigError, InvalidRequestError) as exc:
-                if not self.failed(deployment, exc):
-                    raise
-                last = exc
-        assert last is not None
-        raise last
-
-    async def arun(self, alias: str, attempt: Callable[[str, Dict[str, Any]], Any], kwargs: Dict[str, Any]) -> Any:
-        last: Optional[Exception] = None
-        for deployment in self.plan(alias):
-            model, merged = self.call_arguments(deployment, dict(kwargs))
-            try:
-                return await attempt(model, merged)
-            except (ProviderError, ConfigError, InvalidRequestError) as exc:
-                if not self.failed(deployment, exc):
-                    raise
-                last = exc
-        assert last is not None
-        raise last

@@ -1,7 +1,12 @@
-"""Server-sent-event framing over raw bytes, shared by the sync and async transports.
+"""Incremental, sans-IO stream decoders: bytes in (cut anywhere), events out.
 
-httpx-sse only wraps httpx responses, and the async path runs on aiohttp, so one
-byte-level decoder serves both. It cuts whole network reads at blank lines (event
+A provider names its framing in ``ProviderInfo.stream_framing`` (``sse`` or ``ndjson``)
+or supplies its own decoder through the ``stream_decoder`` hook; either way the decoder
+only has to satisfy ``StreamDecoder``. The same decoder serves the sync and the async
+transports, so framing is written once.
+
+``SSEDecoder``: httpx-sse only wraps httpx responses, and the async path runs on aiohttp,
+so one byte-level decoder serves both. It cuts whole network reads at blank lines (event
 boundaries) and decodes each event once, instead of decoding line by line, which the
 streaming benchmark showed to be the cheaper way. Follows the WHATWG event-stream
 rules: LF, CR or CRLF line ends, ``:`` comments, multi-line ``data`` joined with
@@ -10,11 +15,25 @@ rules: LF, CR or CRLF line ends, ``:`` comments, multi-line ``data`` joined with
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import List, Optional, Protocol
 
-from ._wire import ServerSentEvent
+from ._types import StreamEvent
 
-__all__ = ["SSEDecoder"]
+__all__ = ["StreamDecoder", "SSEDecoder", "NDJSONDecoder", "decoder_for"]
+
+
+class StreamDecoder(Protocol):
+    """What the core needs of a stream decoder (one instance per stream)."""
+
+    def feed(self, chunk: bytes) -> List[StreamEvent]:
+        """The events that ``chunk`` completes (bytes may be cut at any boundary)."""
+
+    def flush(self) -> List[StreamEvent]:
+        """The events still complete at the end of the body."""
+
+    @property
+    def has_partial_line(self) -> bool:
+        """True when the body so far ends inside an event (a cut stream)."""
 
 
 class SSEDecoder:
@@ -33,7 +52,7 @@ class SSEDecoder:
         """True when the bytes so far end inside a line (a stream cut mid-event)."""
         return bool(self._pending) and not self._pending.endswith(b"\n")
 
-    def feed(self, chunk: bytes) -> List[ServerSentEvent]:
+    def feed(self, chunk: bytes) -> List[StreamEvent]:
         if b"\r" in chunk or self._cr:
             chunk = self._normalise(chunk)
         if self._pending:
@@ -43,7 +62,7 @@ class SSEDecoder:
         events = []
         for block in blocks:
             if block[:6] == b"data: " and b"\n" not in block:  # the usual one-line event
-                events.append(ServerSentEvent(block[6:].decode("utf-8", errors="replace"), "", self._id, self._retry))
+                events.append(StreamEvent(block[6:].decode("utf-8", errors="replace"), "", self._id, self._retry))
             elif block:
                 event = self._parse(block.split(b"\n"))
                 if event is not None:
@@ -56,7 +75,7 @@ class SSEDecoder:
         self._cr = chunk.endswith(b"\r")
         return chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
 
-    def _parse(self, lines: List[bytes]) -> Optional[ServerSentEvent]:
+    def _parse(self, lines: List[bytes]) -> Optional[StreamEvent]:
         data: List[str] = []
         event = ""
         for line in lines:
@@ -79,9 +98,9 @@ class SSEDecoder:
                 self._retry = int(text)
         if not data:
             return None
-        return ServerSentEvent("\n".join(data), event, self._id, self._retry)
+        return StreamEvent("\n".join(data), event, self._id, self._retry)
 
-    def flush(self) -> List[ServerSentEvent]:
+    def flush(self) -> List[StreamEvent]:
         """The event still open at the end of the stream, when its lines are complete.
 
         Servers often end with ``data: [DONE]`` and no blank line; that is accepted. A
@@ -97,3 +116,38 @@ class SSEDecoder:
         self._pending = b""
         event = self._parse(pending.split(b"\n"))
         return [event] if event is not None else []
+
+
+class NDJSONDecoder:
+    """Newline-delimited JSON (Ollama and many self-hosted servers): one event per line.
+
+    Lines end in LF or CRLF; blank lines are skipped. The last line may lack its newline:
+    ``flush`` delivers it (whether it is a whole JSON value is the parser's question).
+    """
+
+    __slots__ = ("_pending",)
+
+    def __init__(self) -> None:
+        self._pending = b""
+
+    @property
+    def has_partial_line(self) -> bool:
+        return bool(self._pending.strip())
+
+    def feed(self, chunk: bytes) -> List[StreamEvent]:
+        if self._pending:
+            chunk = self._pending + chunk
+        lines = chunk.split(b"\n")
+        self._pending = lines.pop()
+        return [StreamEvent(line.decode("utf-8", errors="replace")) for line in lines if line.strip()]
+
+    def flush(self) -> List[StreamEvent]:
+        pending, self._pending = self._pending, b""
+        return [StreamEvent(pending.decode("utf-8", errors="replace"))] if pending.strip() else []
+
+
+def decoder_for(framing: str) -> StreamDecoder:
+    """A new decoder for a framing the core knows (``sse``, ``ndjson``)."""
+    if framing == "ndjson":
+        return NDJSONDecoder()
+    return SSEDecoder()

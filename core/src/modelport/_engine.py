@@ -1,0 +1,415 @@
+"""The sans-IO engine: one call, or one multi-step operation, as a generator of commands.
+
+The engine decides everything (endpoint, request, retries and their delays, follow-up
+steps, mock answers, failover between deployments) and *yields* the I/O it needs as
+typed commands: ``Send``, ``Sleep``, ``Progress``. A driver performs each command and
+sends the result back (or throws the transport's ``ProviderError`` in). The sync
+client, the async client and the router all run this one generator; only the two
+small driver loops in ``client.py`` know whether I/O blocks or awaits.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from typing import Any, Callable, Dict, Generator, Iterable, List, Mapping, Optional, Union
+
+import attrs
+
+from .errors import APIConnectionError, APITimeoutError, ConfigError, InvalidRequestError, ProviderError
+from .provider import openai
+from .provider._types import (
+    IGNORE_EVENT,
+    Call,
+    EndOfStream,
+    FollowUp,
+    Step,
+    WireRequest,
+    WireResponse,
+    redact_headers,
+    redact_url,
+)
+from .provider.decoders import SSEDecoder, StreamDecoder
+
+__all__ = [
+    "Send",
+    "Sleep",
+    "Progress",
+    "Command",
+    "RetryPolicy",
+    "OpenStream",
+    "MockHandle",
+    "ChunkParser",
+    "run_call",
+    "run_routed",
+    "stamp_error",
+    "retry_after_header",
+]
+
+log = logging.getLogger("modelport")
+
+_MAX_RETRY_AFTER = 60.0
+
+
+# --- commands --------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Send:
+    """Send ``request``; answer with its ``WireResponse`` or, for a 2xx stream, the open
+    stream handle. A streamed error status is answered as a complete ``WireResponse``."""
+
+    request: WireRequest
+    stream: bool
+    timeout: Any
+
+
+@attrs.frozen
+class Sleep:
+    seconds: float
+
+
+@attrs.frozen
+class Progress:
+    """Report a multi-step operation's status to the caller's ``on_progress``."""
+
+    status: str
+    elapsed: float
+
+
+Command = Union[Send, Sleep, Progress]
+Engine = Generator[Command, Any, Any]
+
+
+@attrs.frozen
+class RetryPolicy:
+    """How often and how long to retry: exponential backoff with jitter, capped."""
+
+    retries: int = 2
+    backoff: float = 0.5
+    max_delay: float = 8.0
+
+    def delay(self, attempt: int, error: ProviderError, jitter: Callable[[], float] = random.random) -> float:
+        """Seconds before retry number ``attempt``: the upstream's ``retry_after`` when it
+        gave one (header or body), else backoff with jitter."""
+        after: Optional[float] = error.retry_after if error.retry_after is not None else retry_after_header(error.headers)
+        if after is not None:
+            return min(_MAX_RETRY_AFTER, max(0.0, after))
+        base = min(self.max_delay, self.backoff * 2.0 ** (attempt - 1))
+        return base * (0.5 + jitter() / 2)
+
+
+def retry_after_header(headers: Mapping[str, str]) -> Optional[float]:
+    """``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date), in seconds."""
+    value = headers.get("retry-after-ms")
+    if value:
+        try:
+            return float(value) / 1000
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        import email.utils
+
+        try:
+            parsed = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        return None if parsed is None else parsed.timestamp() - time.time()
+
+
+# --- streams ---------------------------------------------------------------------------
+
+
+class ChunkParser:
+    """Bytes of a streamed body -> typed chunks: the provider's decoder, its
+    ``parse_stream_chunk``, then the chunk type. Shared by ``Stream`` and ``AsyncStream``.
+
+    An error raised while parsing is held until the chunks before it are delivered.
+    """
+
+    __slots__ = ("_decoder", "_parse", "_load", "_call", "done", "error")
+
+    def __init__(self, decoder: StreamDecoder, parse: Callable[[Call, Any], Any], load: Callable[[Any], Any], call: Call) -> None:
+        self._decoder = decoder
+        self._parse = parse
+        self._load = load
+        self._call = call
+        self.done = False
+        self.error: Optional[BaseException] = None
+
+    def feed(self, raw: bytes) -> List[Any]:
+        if self.done:
+            return []
+        return self._typed(self._decoder.feed(raw))
+
+    def _typed(self, events: Iterable[Any]) -> List[Any]:
+        out = []
+        parse, load, call = self._parse, self._load, self._call
+        try:
+            for event in events:
+                item = parse(call, event)
+                if type(item) is dict:
+                    out.append(load(item))
+                elif item is IGNORE_EVENT:
+                    continue
+                elif isinstance(item, EndOfStream):
+                    out.extend(load(chunk) for chunk in item.chunks)
+                    self.done = True
+                    break
+                elif isinstance(item, list):
+                    out.extend(load(chunk) for chunk in item)
+                else:
+                    raise TypeError(
+                        f"parse_stream_chunk of provider {call.provider!r} returned {type(item).__name__};"
+                        " expected a chunk dict, a list of them, IGNORE_EVENT or end_of_stream(...)"
+                    )
+        except Exception as exc:  # deliver what came before, then raise
+            self.error = stamp_error(exc, call) if isinstance(exc, ProviderError) else exc
+            self.done = True
+        return out
+
+    def finish(self) -> List[Any]:
+        """Chunks still framed at the end of the body; raises if the end never came."""
+        if self.done:
+            return []
+        out = self._typed(self._decoder.flush())
+        if not self.done:
+            call = self._call
+            cut = " in the middle of an event" if self._decoder.has_partial_line else ""
+            self.error = stamp_error(
+                _interrupted(f"the stream ended{cut} before its end marker; the response is incomplete"), call
+            )
+            self.done = True
+        return out
+
+
+def _interrupted(message: str) -> ProviderError:
+    from .errors import StreamInterruptedError
+
+    return StreamInterruptedError(message)
+
+
+class MockHandle:
+    """A stream body held in memory (``mock_response``): the sync and async handle shapes."""
+
+    def __init__(self, payload: bytes, request: Optional[WireRequest] = None) -> None:
+        self.head = WireResponse(200, {"content-type": "text/event-stream"}, b"", request)
+        self._payload = payload
+
+    def iter_bytes(self) -> Iterable[bytes]:
+        return iter((self._payload,))
+
+    async def aiter_bytes(self) -> Any:
+        yield self._payload
+
+    def close(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+
+@attrs.frozen
+class OpenStream:
+    """The engine's answer for a stream: the open body and how to turn it into chunks."""
+
+    handle: Any
+    parser: ChunkParser
+    call: Call
+
+
+# --- one call --------------------------------------------------------------------------
+
+
+def stamp_error(error: Any, call: Call) -> Any:
+    """Name the call's provider and model on a ``ProviderError`` and scrub the call's
+    secrets from its text: upstreams sometimes echo the key they were sent."""
+    if error.provider is None:
+        error.provider = call.provider
+    if error.model is None:
+        error.model = call.model
+    key = call.api_key
+    if key and len(key) >= 4:
+        if key in error.message:
+            error.message = error.message.replace(key, "[REDACTED]")
+            error.args = (error.message,)
+        if error.body and key in error.body:
+            error.body = error.body.replace(key, "[REDACTED]")
+    return error
+
+
+def _chunk_type(operation: str) -> Any:
+    from .types import ChatCompletionChunk, Completion
+
+    return ChatCompletionChunk if operation == "chat" else Completion
+
+
+def _log_request(request: WireRequest, call: Call) -> None:
+    info = call.info
+    log.debug(
+        "%s %s headers=%s",
+        request.method,
+        redact_url(request.url, info.secret_fields),
+        redact_headers(request.headers, info.secret_headers),
+    )
+
+
+def _send(hooks: Any, call: Call, request: WireRequest, policy: RetryPolicy, timeout: Any) -> Engine:
+    """Send ``request`` with retries; the 2xx response (or open stream handle)."""
+    attempt = 0
+    while True:
+        if log.isEnabledFor(logging.DEBUG):
+            _log_request(request, call)
+        try:
+            response = yield Send(request, call.stream, timeout)
+        except (APIConnectionError, APITimeoutError) as exc:
+            error: ProviderError = stamp_error(exc, call)
+        else:
+            if type(response) is not WireResponse or response.status < 400:
+                return response
+            error = stamp_error(hooks.map_error(call, response) or openai.map_error(call, response), call)
+        if not error.retryable or attempt >= policy.retries:
+            raise error
+        attempt += 1
+        delay = policy.delay(attempt, error)
+        log.info("retry %d/%d in %.2fs after %s", attempt, policy.retries, delay, type(error).__name__)
+        yield Sleep(delay)
+
+
+def run_call(
+    hooks: Any,
+    call: Call,
+    policy: RetryPolicy,
+    *,
+    timeout: Any = None,
+    mock: Any = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Engine:
+    """One call, start to finish: the typed-ready result dict, or an ``OpenStream``."""
+    endpoint = hooks.resolve_endpoint(call)
+    request = hooks.transform_request(call, endpoint).with_headers(call.extra_headers)
+    if mock is not None:
+        return _mocked(hooks, call, request, mock)
+    started = clock()
+    number, state = 1, None
+    while True:
+        response = yield from _send(hooks, call, request, policy, timeout)
+        if type(response) is not WireResponse:
+            decoder = hooks.stream_decoder(call)
+            parser = ChunkParser(decoder, hooks.parse_stream_chunk, _chunk_type(call.operation).from_dict, call)
+            return OpenStream(response, parser, call)
+        result = hooks.transform_response(call, response, Step(number, clock() - started, state))
+        if not isinstance(result, FollowUp):
+            return result
+        yield Progress(result.status, clock() - started)
+        if result.delay:
+            yield Sleep(result.delay)
+        request = result.request.with_headers(call.extra_headers)
+        number, state = number + 1, result.state
+
+
+def run_routed(router: Any, alias: str, attempt: Callable[[Any], Engine]) -> Engine:
+    """Try the alias's deployments in the router's order until one answers.
+
+    ``attempt(deployment)`` builds the engine for one deployment; an error another
+    deployment may cure (the router decides) moves on, others are raised at once.
+    """
+    last: Optional[BaseException] = None
+    for deployment in router.plan(alias):
+        try:
+            result = yield from attempt(deployment)
+        except (ProviderError, ConfigError, InvalidRequestError) as exc:
+            if not router.failed(deployment, exc):
+                raise
+            last = exc
+            continue
+        router.succeeded(deployment)
+        return result
+    if last is None:
+        raise ConfigError(f"model group {alias!r} has no deployment to try")
+    raise last
+
+
+# --- mock responses --------------------------------------------------------------------
+
+
+def _mocked(hooks: Any, call: Call, request: WireRequest, mock: Any) -> Any:
+    """What the upstream would have answered, without the network.
+
+    Providers that decode OpenAI's wire format, or supply encoders, run their own
+    response hooks on the mock; others get the OpenAI-shaped answer as it is.
+    """
+    if isinstance(mock, BaseException):
+        raise mock
+    if isinstance(mock, dict) and call.operation not in ("chat", "text_completion"):
+        # A mocked embedding / rerank / image result is the final answer: multi-step
+        # operations (submit, then poll) have no single upstream response to stand for.
+        return mock
+    if not isinstance(mock, dict) and call.operation not in ("chat", "text_completion"):
+        raise InvalidRequestError(f"mock_response for {call.operation} must be a full response dict", param="mock_response")
+    body = mock if isinstance(mock, dict) else _mock_body(call, mock)
+    if call.stream:
+        chunks = list(_chunks_of(body, call))
+        load = _chunk_type(call.operation).from_dict
+        if hooks.encodes_streams:
+            payload = hooks.encode_stream(call, chunks)
+            parser = ChunkParser(hooks.stream_decoder(call), hooks.parse_stream_chunk, load, call)
+        else:
+            payload = openai.encode_stream(call, chunks)
+            parser = ChunkParser(SSEDecoder(), openai.parse_chunk, load, call)
+        return OpenStream(MockHandle(payload, request), parser, call)
+    if not hooks.encodes_responses:
+        return body
+    response = hooks.encode_response(call, body)
+    response.request = request
+    result = hooks.transform_response(call, response, Step())
+    if isinstance(result, FollowUp):
+        raise InvalidRequestError(
+            f"mock_response: provider {call.provider!r} answers this call in several steps; pass the final result",
+            param="mock_response",
+        )
+    return result
+
+
+def _mock_body(call: Call, mock: Any) -> Dict[str, Any]:
+    created = int(time.time())
+    usage = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+    if call.operation == "text_completion":
+        choice: Dict[str, Any] = {"index": 0, "text": str(mock), "logprobs": None, "finish_reason": "stop"}
+        return {"id": "cmpl-mock", "object": "text_completion", "created": created, "model": call.model, "choices": [choice], "usage": usage}
+    message = {"role": "assistant", "content": str(mock), "refusal": None}
+    choice = {"index": 0, "finish_reason": "stop", "logprobs": None, "message": message}
+    return {"id": "chatcmpl-mock", "object": "chat.completion", "created": created, "model": call.model, "choices": [choice], "usage": usage}
+
+
+def _chunks_of(body: Dict[str, Any], call: Call) -> Iterable[Dict[str, Any]]:
+    head: Dict[str, Any] = {k: body[k] for k in ("id", "created", "model") if k in body}
+    if call.operation == "text_completion":
+        obj = "text_completion"
+        for choice in body.get("choices", []):
+            index = choice.get("index", 0)
+            for piece in _pieces(choice.get("text") or ""):
+                yield {**head, "object": obj, "choices": [{"index": index, "text": piece, "logprobs": None, "finish_reason": None}]}
+            yield {**head, "object": obj, "choices": [{"index": index, "text": "", "logprobs": None, "finish_reason": choice.get("finish_reason")}]}
+    else:
+        obj = "chat.completion.chunk"
+        for choice in body.get("choices", []):
+            index = choice.get("index", 0)
+            message = choice.get("message") or {}
+            yield {**head, "object": obj, "choices": [{"index": index, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}]}
+            for piece in _pieces(message.get("content") or ""):
+                yield {**head, "object": obj, "choices": [{"index": index, "delta": {"content": piece}, "logprobs": None, "finish_reason": None}]}
+            yield {**head, "object": obj, "choices": [{"index": index, "delta": {}, "logprobs": None, "finish_reason": choice.get("finish_reason", "stop")}]}
+    if (call.body.get("stream_options") or {}).get("include_usage") and body.get("usage"):
+        yield {**head, "object": obj, "choices": [], "usage": body["usage"]}
+
+
+def _pieces(text: str) -> List[str]:
+    words = text.split(" ")
+    return [w + (" " if i < len(words) - 1 else "") for i, w in enumerate(words)] if text else []
