@@ -83,3 +83,23 @@ def test_chat_with_a_config_alias(upstream, tmp_path):
     assert result.stdout.strip() == "You said: via alias" and upstream.last.json["model"] == "gpt-fast"
     dry = cli("chat", "--config", str(config), "-m", "fast", "--dry-run", "x")
     assert dry.stdout.startswith(f"POST {upstream.base_url}/chat/completions") and KEY not in dry.stdout
+
+
+def test_plugins_add_their_options_to_core_commands():
+    """ModelScope's image flags come from its plugin (cli_commands hook), not from the core."""
+    help_text = cli("image", "--help").stdout
+    assert "ModelScope image options" in help_text and "--negative-prompt" in help_text
+    result = cli("image", "-m", "modelscope/Tongyi-MAI/Z-Image-Turbo", "a fox", "--negative-prompt", "blurry", "--steps", "9", "--dry-run",
+                 env={"MODELSCOPE_TOKEN": KEY})  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert '"negative_prompt": "blurry"' in result.stdout and '"steps": 9' in result.stdout
+    assert KEY not in result.stdout and "[REDACTED]" in result.stdout
+    # A command that needs no plugin additions does not know the flag.
+    assert "--negative-prompt" not in cli("chat", "--help").stdout
+
+
+def test_version_flag():
+    import modelport
+
+    result = cli("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"modelport {modelport.__version__}"

@@ -339,3 +339,40 @@ def test_shared_async_client_serves_several_threads_loops_at_once(upstream):
         thread.join(30)
     assert failures == []
     assert sorted(results) == sorted(f"You said: t{n}-{i}" for n in range(4) for i in range(10))
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_chunks_before_a_malformed_event_are_delivered_then_the_error(upstream, mode):
+    head = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m"}
+    good = [{**head, "choices": [{"index": 0, "delta": {"content": t}, "finish_reason": None}]} for t in ("a", "b")]
+    upstream.reply(sse=[*good, "data: {this is not json", good[0]])
+    received = []
+    with pytest.raises(errors.MalformedStreamError, match="not JSON"):
+        if mode == "sync":
+            with modelport.Client(api_base=upstream.base_url) as client:
+                for chunk in client.completion("openai/m", USER, stream=True):
+                    received.append(chunk.choices[0].delta.content)
+        else:
+
+            async def run():
+                async with modelport.AsyncClient(api_base=upstream.base_url) as client:
+                    async with await client.completion("openai/m", USER, stream=True) as stream:
+                        async for chunk in stream:
+                            received.append(chunk.choices[0].delta.content)
+
+            asyncio.run(run())
+    assert received == ["a", "b"]
+
+
+def test_a_client_dropped_open_warns(upstream):
+    client = modelport.Client(api_base=upstream.base_url)
+    client.completion("openai/m", USER)
+    with pytest.warns(ResourceWarning, match="not closed"):
+        client.__del__()
+    client.close()
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        client.__del__()  # closed: silent
+        modelport.default_client().__del__()  # the module functions' shared client: silent

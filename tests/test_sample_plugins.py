@@ -81,3 +81,29 @@ def test_kit_runs_from_an_installed_wheel(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert " passed" in result.stdout and "failed" not in result.stdout
+
+
+def test_secret_headers_a_plugin_declares_are_redacted_in_dry_run_and_reprs():
+    """Acme authenticates with X-Acme-Key; it declares the header secret, so no output shows it."""
+    key = "acme-key-5551234"
+    client = modelport.Client()
+    text = client.describe_request("chat", "acme/acme-1", messages=USER, api_key=key)
+    assert key not in text and "X-Acme-Key: [REDACTED]" in text
+    request = client.build_request("chat", "acme/acme-1", messages=USER, api_key=key)
+    assert request.headers["X-Acme-Key"] == key and key not in repr(request)
+    result = subprocess.run([sys.executable, "-m", "modelport", "chat", "-m", "acme/acme-1", "--api-key", key, "--dry-run", "hi"],
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 0 and key not in result.stdout + result.stderr and "[REDACTED]" in result.stdout
+
+
+def test_mock_response_runs_the_plugins_own_decoding():
+    """Acme's encoder writes its own finish reason ("end"); its decoder must map it back."""
+    hooks = modelport.registry.hooks("acme")
+    assert hooks.encodes_responses and hooks.encodes_streams
+    wire = hooks.encode_response(modelport.Client()._prepare("chat", "acme/a", {"messages": USER}, {}, None)[1],
+                                 {"choices": [{"index": 0, "message": {"role": "assistant", "content": "x"}, "finish_reason": "stop"}]})  # fmt: skip
+    assert wire.json()["choices"][0]["finish_reason"] == "end"  # the mock really is in Acme's dialect
+    result = modelport.completion("acme/acme-1", USER, mock_response="pong", api_key="k")
+    assert result.choices[0].message.content == "pong" and result.choices[0].finish_reason == "stop"
+    chunks = list(modelport.completion("acme/acme-1", USER, mock_response="a b", api_key="k", stream=True))
+    assert modelport.stream_to_completion(chunks).choices[0].finish_reason == "stop"

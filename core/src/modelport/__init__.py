@@ -22,7 +22,7 @@ from .errors import *  # noqa: F401,F403  (every error class is importable from 
 from .types import *  # noqa: F401,F403
 from .types import EmbeddingResponse, ImageResponse, RerankResponse, Transcription
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # Loaded on first use so that `import modelport` imports neither pluggy nor entry-point
 # machinery: a plugin's `from modelport import hookimpl` pays for pluggy, an app's import does not.

@@ -244,10 +244,10 @@ def stamp_error(error: Any, call: Call) -> Any:
     return error
 
 
-def _chunk_type(operation: str) -> Any:
-    from .types import ChatCompletionChunk, Completion
+def _chunk_loader(operation: str) -> Callable[[Any], Any]:
+    from .types import ChatCompletionChunk, Completion, loader
 
-    return ChatCompletionChunk if operation == "chat" else Completion
+    return loader(ChatCompletionChunk if operation == "chat" else Completion)
 
 
 def _log_request(request: WireRequest, call: Call) -> None:
@@ -282,6 +282,19 @@ def _send(hooks: Any, call: Call, request: WireRequest, policy: RetryPolicy, tim
         yield Sleep(delay)
 
 
+def prepared_request(hooks: Any, call: Call) -> WireRequest:
+    """The provider's request for ``call``, with the call's extra headers and its secrets named."""
+    return _outgoing(hooks.transform_request(call, hooks.resolve_endpoint(call)), call)
+
+
+def _outgoing(request: WireRequest, call: Call) -> WireRequest:
+    request = request.with_headers(call.extra_headers)
+    info = call.info
+    if info.secret_headers or info.secret_fields:
+        request = attrs.evolve(request, secrets=info.secret_headers | info.secret_fields)
+    return request
+
+
 def run_call(
     hooks: Any,
     call: Call,
@@ -292,8 +305,7 @@ def run_call(
     clock: Callable[[], float] = time.monotonic,
 ) -> Engine:
     """One call, start to finish: the typed-ready result dict, or an ``OpenStream``."""
-    endpoint = hooks.resolve_endpoint(call)
-    request = hooks.transform_request(call, endpoint).with_headers(call.extra_headers)
+    request = prepared_request(hooks, call)
     if mock is not None:
         return _mocked(hooks, call, request, mock)
     started = clock()
@@ -302,7 +314,7 @@ def run_call(
         response = yield from _send(hooks, call, request, policy, timeout)
         if type(response) is not WireResponse:
             decoder = hooks.stream_decoder(call)
-            parser = ChunkParser(decoder, hooks.parse_stream_chunk, _chunk_type(call.operation).from_dict, call)
+            parser = ChunkParser(decoder, hooks.parse_stream_chunk, _chunk_loader(call.operation), call)
             return OpenStream(response, parser, call)
         result = hooks.transform_response(call, response, Step(number, clock() - started, state))
         if not isinstance(result, FollowUp):
@@ -310,7 +322,7 @@ def run_call(
         yield Progress(result.status, clock() - started)
         if result.delay:
             yield Sleep(result.delay)
-        request = result.request.with_headers(call.extra_headers)
+        request = _outgoing(result.request, call)
         number, state = number + 1, result.state
 
 
@@ -356,7 +368,7 @@ def _mocked(hooks: Any, call: Call, request: WireRequest, mock: Any) -> Any:
     body = mock if isinstance(mock, dict) else _mock_body(call, mock)
     if call.stream:
         chunks = list(_chunks_of(body, call))
-        load = _chunk_type(call.operation).from_dict
+        load = _chunk_loader(call.operation)
         if hooks.encodes_streams:
             payload = hooks.encode_stream(call, chunks)
             parser = ChunkParser(hooks.stream_decoder(call), hooks.parse_stream_chunk, load, call)

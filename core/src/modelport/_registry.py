@@ -93,11 +93,20 @@ class ProviderHooks:
     taking positional arguments, which is what the per-call and per-chunk path uses.
     """
 
-    def __init__(self, name: str, plugin: Any, middleware: List[Tuple[str, Any]], *, distribution: str = "", version: str = "") -> None:
+    def __init__(
+        self,
+        name: str,
+        plugin: Any,
+        middleware: List[Tuple[str, Any]],
+        *,
+        distribution: str = "",
+        version: str = "",
+        entry_point: Optional[EntryPoint] = None,
+    ) -> None:
         self.name = name
         self.plugin = plugin
-        self.distribution = distribution
-        self.version = version
+        self._distribution = (distribution, version) if entry_point is None else None
+        self._entry_point = entry_point
         pm = _PluginManager(self._resolve)
         self.pm = pm
         self._ready = False
@@ -148,6 +157,21 @@ class ProviderHooks:
                     names.add(hook_name)
         return names
 
+    @property
+    def distribution(self) -> str:
+        return self._dist()[0]
+
+    @property
+    def version(self) -> str:
+        return self._dist()[1]
+
+    def _dist(self) -> Tuple[str, str]:
+        # Read on demand: parsing distribution metadata costs more than a first call should.
+        if self._distribution is None:
+            assert self._entry_point is not None
+            self._distribution = _dist_of(self._entry_point)
+        return self._distribution
+
     def cli_commands(self) -> List[Any]:
         """What this provider's plugin adds to the CLI."""
         found: List[Any] = []
@@ -196,7 +220,7 @@ class Registry:
             table: Dict[str, List[EntryPoint]] = {}
             seen = set()
             for ep in entry_points(group=PROVIDER_GROUP):
-                key = (ep.name, ep.value, _dist_of(ep)[0])
+                key = (ep.name, ep.value)
                 if key in seen:  # one distribution seen twice on sys.path
                     continue
                 seen.add(key)
@@ -279,7 +303,7 @@ class Registry:
                 provider=name,
                 installed=installed,
             )
-        dists = {_dist_of(ep)[0] for ep in candidates}
+        dists = {_dist_of(ep)[0] for ep in candidates} if len(candidates) > 1 else set()
         if len(dists) > 1:
             raise PluginLoadError(
                 f"provider {name!r} is claimed by several distributions: {', '.join(sorted(dists))};"
@@ -288,13 +312,13 @@ class Registry:
                 distribution=", ".join(sorted(dists)),
             )
         ep = candidates[0]
-        dist, version = _dist_of(ep)
         try:
             plugin = ep.load()
-            return ProviderHooks(name, plugin, self.middleware(), distribution=dist, version=version)
+            return ProviderHooks(name, plugin, self.middleware(), entry_point=ep)
         except PluginLoadError:
             raise
         except Exception as exc:
+            dist = _dist_of(ep)[0]
             error = PluginLoadError(
                 f"provider plugin {name!r} from {dist or 'an unknown distribution'} failed to load:"
                 f" {type(exc).__name__}: {exc}",

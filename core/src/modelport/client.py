@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, List, Mapping,
 
 import attrs
 
-from ._engine import Engine, OpenStream, Progress, RetryPolicy, Send, Sleep, run_call, run_routed
+from ._engine import Engine, OpenStream, Progress, RetryPolicy, Send, Sleep, prepared_request, run_call, run_routed
 from ._streaming import AsyncStream, Stream
 from .errors import InvalidRequestError, ProviderError
 from .provider._types import Call, FileUpload, WireRequest, WireResponse, env_value, redact_headers, redact_url
@@ -361,9 +361,7 @@ class _ClientBase:
         files = {"file": file_part(kwargs.pop("file"))} if operation == "transcription" and "file" in kwargs else None
         kwargs.pop("on_progress", None)
         hooks, call, _ = self._prepare(operation, model, body, kwargs, files)
-        call = attrs.evolve(call, dry_run=True)
-        request = hooks.transform_request(call, hooks.resolve_endpoint(call)).with_headers(call.extra_headers)
-        return hooks, request
+        return hooks, prepared_request(hooks, attrs.evolve(call, dry_run=True))
 
     def _finish(self, operation: str, result: Any, stream_class: Any) -> Any:
         if isinstance(result, OpenStream):

@@ -234,8 +234,30 @@ def openai_type(cls: type) -> Any:
     fields = [f for f in attrs.fields(new) if f.name != "extra"]
     new._loaders = {f.name: f.metadata.get("load") for f in fields}
     new._dumpers = tuple((f.name, f.metadata.get("dump")) for f in fields)
-    new.from_dict = _compile_from_dict(new, fields)
+    new.from_dict = _compile_on_first_use(new)
     return new
+
+
+def _compile_on_first_use(cls: type) -> Any:
+    """``from_dict`` that compiles the specialised one when first called and hands over to it:
+    ``import modelport`` does not pay for compiling codecs of types a program never parses."""
+
+    def from_dict(klass: Any, data: Any) -> Any:
+        return loader(cls)(data)
+
+    from_dict.__doc__ = OpenAIObject.from_dict.__doc__
+    return classmethod(from_dict)
+
+
+def loader(cls: Any) -> Callable[[Any], Any]:
+    """``cls.from_dict``, compiled (the hot paths hold on to this one)."""
+    compiled = cls.__dict__.get("_compiled_from_dict")
+    if compiled is None:
+        fields = [f for f in attrs.fields(cls) if f.name != "extra"]
+        compiled = _compile_from_dict(cls, fields)
+        cls._compiled_from_dict = compiled
+        cls.from_dict = compiled
+    return compiled.__get__(None, cls)  # type: ignore[no-any-return]
 
 
 # --- content parts -------------------------------------------------------------------

@@ -214,23 +214,32 @@ class Endpoint:
         return base if self.path and base.endswith(self.path) else base + self.path
 
 
-@attrs.frozen
+@attrs.frozen(repr=False)
 class WireRequest:
-    """An HTTP request ready to send; exactly one of json / content / (data, files) is the body."""
+    """An HTTP request ready to send; exactly one of json / content / (data, files) is the body.
+
+    ``secrets`` names further headers and query parameters to redact in its repr (the
+    core fills it from ``ProviderInfo.secret_headers`` / ``secret_fields``).
+    """
 
     method: str
-    url: str = attrs.field(repr=redact_url)
-    headers: Mapping[str, str] = attrs.field(factory=dict, repr=_redacted_headers)
-    json: Any = attrs.field(default=None, repr=False)
-    content: Optional[bytes] = attrs.field(default=None, repr=False)
-    data: Optional[Mapping[str, Any]] = attrs.field(default=None, repr=False)
-    files: Optional[Mapping[str, FileUpload]] = attrs.field(default=None, repr=False)
+    url: str
+    headers: Mapping[str, str] = attrs.field(factory=dict)
+    json: Any = None
+    content: Optional[bytes] = None
+    data: Optional[Mapping[str, Any]] = None
+    files: Optional[Mapping[str, FileUpload]] = None
+    secrets: FrozenSet[str] = attrs.field(default=frozenset(), eq=False)
 
     def with_headers(self, extra: Mapping[str, str]) -> "WireRequest":
         """A copy with ``extra`` headers added (they win over the request's own)."""
         if not extra:
             return self
         return attrs.evolve(self, headers={**self.headers, **extra})
+
+    def __repr__(self) -> str:
+        url = redact_url(self.url, self.secrets)
+        return f"WireRequest(method={self.method!r}, url={url!r}, headers={redact_headers(self.headers, self.secrets)!r})"
 
 
 _UNPARSED: Any = object()

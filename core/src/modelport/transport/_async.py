@@ -324,14 +324,16 @@ class AsyncHTTPTransport:
         state = await self._state()
         slots = state.slots
         await self._acquire(slots, timeout)
+        reading = False
         try:
             async with state.session.request(
                 request.method, request.url, **self._kwargs(request, timeout, False)
             ) as response:
+                reading = True
                 content = await response.read()
                 return WireResponse(response.status, _headers(response.headers), content, request)
         except self._catch as exc:
-            raise to_provider_error(exc, request.url, self._table) from exc
+            raise to_provider_error(exc, request.url, self._table, body=reading) from exc
         finally:
             slots.release()
 

@@ -66,11 +66,12 @@ def catches(table: ErrorTable) -> Tuple[Type[BaseException], ...]:
 
 
 def to_provider_error(
-    exc: BaseException, url: str, table: ErrorTable, *, streaming: bool = False, what: str = ""
+    exc: BaseException, url: str, table: ErrorTable, *, streaming: bool = False, body: bool = False
 ) -> ProviderError:
     """The modelport error for ``exc``, raised while talking to ``url``.
 
-    ``streaming``: the failure broke a streamed body that was already being read.
+    ``streaming``: it broke a streamed body being read (``StreamInterruptedError``);
+    ``body``: it broke the reading of a whole response's body.
     """
     kind: Type[ProviderError] = APIConnectionError
     for exc_type, error_class in table:
@@ -81,12 +82,17 @@ def to_provider_error(
     name = type(exc).__name__
     detail = _scrub(str(exc), url, where)
     detail = f"{name}: {detail}" if detail else name
+    timed_out = issubclass(kind, APITimeoutError)
     if streaming:
-        if issubclass(kind, APITimeoutError):
+        if timed_out:
             return StreamInterruptedError(f"stream from {where} stalled: no data within the read timeout ({detail})")
         return StreamInterruptedError(f"stream from {where} broke: {detail}")
-    if issubclass(kind, APITimeoutError):
-        return kind(f"{where} did not answer in time{what} ({detail})")
+    if timed_out:
+        if body:
+            return kind(f"timed out reading the response body from {where} ({detail})")
+        return kind(f"timed out waiting for {where} ({detail})")
+    if body:
+        return kind(f"the connection to {where} broke while reading the response body: {detail}")
     return kind(f"could not complete the request to {where}: {detail}")
 
 

@@ -63,6 +63,15 @@ def _body(request: WireRequest) -> Dict[str, Any]:
     return {"content": request.content, "headers": request.headers}
 
 
+def _pieces(response: httpx.Response, headers: Mapping[str, str]) -> Iterator[bytes]:
+    """The body in network-sized pieces. Without a content encoding the raw body is the
+    body: skip httpx's decoder layer. (A response built with its content, as
+    ``httpx.MockTransport`` handlers make them, is already read: ``iter_bytes`` has it.)"""
+    if "content-encoding" in headers or response.is_stream_consumed:
+        return response.iter_bytes()
+    return response.iter_raw()
+
+
 def _environment_has_proxies() -> bool:
     from urllib.request import getproxies
 
@@ -140,8 +149,7 @@ class SyncStreamHandle:
     def iter_bytes(self) -> Iterator[bytes]:
         """The body as it arrives; a transport failure raises ``StreamInterruptedError``."""
         response = self._response
-        # Without a content encoding the raw body is the body: skip httpx's decoder layer.
-        pieces = response.iter_bytes() if "content-encoding" in self.head.headers else response.iter_raw()
+        pieces = _pieces(response, self.head.headers)
         try:
             yield from pieces
         except self._transport._catch as exc:
@@ -249,7 +257,11 @@ class SyncHTTPTransport:
         return httpx.HTTPTransport(verify=None, trust_env=self._trust_env, limits=self._limits)  # type: ignore[arg-type]
 
     def _phases(self, timeout: Timeout) -> httpx.Timeout:
-        """httpx's per-phase limits for ``timeout``: each capped at ``total`` (cached)."""
+        """httpx's per-phase limits for ``timeout``: each capped at ``total`` (cached).
+
+        Until the head arrives httpx applies them per operation, so connect + write + the
+        wait for the head are each within ``total`` (not their sum); the body read then
+        gets only what remains of ``total``."""
         phases = self._timeouts.get(timeout)
         if phases is None:
             import httpx
@@ -291,8 +303,7 @@ class SyncHTTPTransport:
             raise to_provider_error(exc, request.url, self._table) from exc
         try:
             headers = dict(response.headers.items())  # httpx gives the names lower-cased
-            # Without a content encoding the raw body is the body: skip the decoder layer.
-            pieces = response.iter_bytes() if "content-encoding" in headers else response.iter_raw()
+            pieces = _pieces(response, headers)
             if total is None:
                 content = b"".join(pieces)
             else:
@@ -313,7 +324,7 @@ class SyncHTTPTransport:
                         raise self._too_slow(request, total)
                 content = b"".join(chunks)
         except self._catch as exc:
-            raise to_provider_error(exc, request.url, self._table, what=" while sending the body") from exc
+            raise to_provider_error(exc, request.url, self._table, body=True) from exc
         finally:
             response.close()
         return WireResponse(response.status_code, headers, content, request)

@@ -41,6 +41,8 @@ class Timeout:
     * ``total``: the whole call from the moment it has a connection slot. A non-streaming
       call must have read its complete body by then; a streaming call must have its
       response head by then, after which only ``read`` applies, per network read.
+
+    aiohttp (async) has no per-write limit: there ``write`` is covered by ``total`` only.
     """
 
     connect: Optional[float] = attrs.field(default=None, validator=_seconds)
