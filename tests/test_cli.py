@@ -94,7 +94,7 @@ def test_plugins_add_their_options_to_core_commands():
     assert result.returncode == 0, result.stderr
     assert '"negative_prompt": "blurry"' in result.stdout and '"steps": 9' in result.stdout
     assert KEY not in result.stdout and "[REDACTED]" in result.stdout
-    # A command that needs no plugin additions does not know the flag.
+    # Options are added to the command they name only.
     assert "--negative-prompt" not in cli("chat", "--help").stdout
 
 

@@ -73,8 +73,13 @@ def _build_parser() -> Tuple[argparse.ArgumentParser, Any]:
 
     serve = sub.add_parser("serve", help="run the OpenAI-compatible gateway for a config file")
     serve.add_argument("--config", required=True, help="YAML or TOML config (model_list, router_settings, ...)")
-    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 for all)")
     serve.add_argument("--port", type=int, default=4000)
+    serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    serve.add_argument("--no-access-log", action="store_true", help="do not log one line per request")
+    serve.add_argument("--log-format", default="text", choices=("text", "json"))
+    serve.add_argument("--limit-concurrency", type=int, default=4096, help="connections served at once; more are answered 503")
+    serve.add_argument("--timeout-keep-alive", type=int, default=5, help="seconds an idle kept-alive connection stays open")
 
     demo = sub.add_parser("demo", help="stream a chat from a local OpenAI-compatible server this command starts")
     demo.add_argument("prompt", nargs="?", default="Hello from modelport!")
@@ -93,7 +98,7 @@ def _version() -> str:
 
 
 #: Core commands that never need a plugin's CLI additions (so they start without loading any).
-_PLUGIN_FREE = {"chat", "providers", "serve", "demo", "new-provider"}
+_PLUGIN_FREE = {"providers", "serve", "demo", "new-provider"}
 
 
 def _plugin_extensions() -> List[Any]:
@@ -180,7 +185,7 @@ def _plugin_kwargs(command: str, args: argparse.Namespace) -> Dict[str, Any]:
 
 def _run_chat(args: argparse.Namespace) -> int:
     client = _client(args)
-    kwargs = {**_chat_arguments(args), **_connection(args)}
+    kwargs = {**_chat_arguments(args), **_connection(args), **_plugin_kwargs("chat", args)}
     if args.dry_run:
         print_dry_run(client, "chat", args.model, kwargs)
         return 0
@@ -299,8 +304,16 @@ def _run_serve(args: argparse.Namespace) -> int:
     except ImportError:
         print("modelport: error: the gateway needs its extra: pip install 'modelport[server]'", file=sys.stderr)
         return 2
-    serve(args.config, host=args.host, port=args.port)
-    return 0
+    return serve(
+        args.config,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        access_log=not args.no_access_log,
+        json_logs=args.log_format == "json",
+        limit_concurrency=args.limit_concurrency,
+        timeout_keep_alive=args.timeout_keep_alive,
+    )
 
 
 def _run_new_provider(args: argparse.Namespace) -> int:
@@ -308,7 +321,7 @@ def _run_new_provider(args: argparse.Namespace) -> int:
 
     target = create_provider(args.name, wire=args.wire, directory=args.directory)
     print(f"created {target}")
-    print(f"next: pip install -e {target} && python -m pytest {target}")
+    print(f"next: pip install -e \"{target}[test]\" && python -m pytest {target}")
     return 0
 
 

@@ -13,13 +13,14 @@ import logging
 import os
 import time
 import warnings
-from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import attrs
 
 from ._engine import Engine, OpenStream, Progress, RetryPolicy, Send, Sleep, prepared_request, run_call, run_routed
 from ._streaming import AsyncStream, Stream
 from .errors import InvalidRequestError, ProviderError
+from .provider import openai
 from .provider._types import Call, FileUpload, WireRequest, WireResponse, env_value, redact_headers, redact_url
 from .types import (
     ChatCompletion,
@@ -56,36 +57,8 @@ CALL_OPTIONS = frozenset(
     }
 )
 
-_CHAT_PARAMS = frozenset(
-    {
-        "messages", "model", "audio", "frequency_penalty", "function_call", "functions",
-        "logit_bias", "logprobs", "max_completion_tokens", "max_tokens", "metadata",
-        "modalities", "n", "parallel_tool_calls", "prediction", "presence_penalty",
-        "prompt_cache_key", "reasoning_effort", "response_format", "safety_identifier", "seed",
-        "service_tier", "stop", "store", "stream", "stream_options", "temperature",
-        "tool_choice", "tools", "top_logprobs", "top_p", "user", "verbosity", "web_search_options",
-    }
-)  # fmt: skip
-
 #: OpenAI's own request parameters per operation; anything else is a provider extra.
-OPENAI_PARAMS: Dict[str, FrozenSet[str]] = {
-    "chat": _CHAT_PARAMS,
-    "text_completion": frozenset(
-        {
-            "model", "prompt", "best_of", "echo", "frequency_penalty", "logit_bias", "logprobs",
-            "max_tokens", "n", "presence_penalty", "seed", "stop", "stream", "stream_options",
-            "suffix", "temperature", "top_p", "user",
-        }
-    ),  # fmt: skip
-    "embedding": frozenset({"model", "input", "dimensions", "encoding_format", "user"}),
-    "rerank": frozenset({"model", "query", "documents", "top_n", "return_documents"}),
-    "transcription": frozenset(
-        {"model", "language", "prompt", "response_format", "temperature", "timestamp_granularities"}
-    ),
-    "image_generation": frozenset(
-        {"model", "prompt", "n", "size", "quality", "response_format", "style", "user", "background", "output_format"}
-    ),
-}
+OPENAI_PARAMS = openai.PARAMS
 
 _RESULT_TYPES: Dict[str, Any] = {
     "chat": ChatCompletion,
@@ -276,7 +249,8 @@ class _ClientBase:
                 body[key] = _to_json(value)
         if info.params is not None:
             known = OPENAI_PARAMS.get(operation, frozenset())
-            unsupported = sorted(k for k in body if k in known and k not in info.params and k != "model")
+            required = openai.REQUIRED_INPUTS.get(operation, ())
+            unsupported = sorted(k for k in body if k in known and k not in info.params and k != "model" and k not in required)
             if unsupported:
                 if not opts.get("drop_params"):
                     raise InvalidRequestError(

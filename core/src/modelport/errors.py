@@ -19,6 +19,8 @@ __all__ = [
     "ProviderError",
     "BadRequestError",
     "ContentFilterError",
+    "ContentPolicyViolationError",
+    "ContextWindowExceededError",
     "AuthenticationError",
     "PermissionDeniedError",
     "NotFoundError",
@@ -144,6 +146,14 @@ class BadRequestError(ProviderError):
 
 class ContentFilterError(BadRequestError):
     """The provider's content inspection refused the input or output."""
+
+
+#: LiteLLM's name for ``ContentFilterError``.
+ContentPolicyViolationError = ContentFilterError
+
+
+class ContextWindowExceededError(BadRequestError):
+    """The prompt (plus the requested output) is longer than the model's context window."""
 
 
 class AuthenticationError(ProviderError):

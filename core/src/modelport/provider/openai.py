@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Dict, List, Optional, Type
+from typing import Any, Dict, FrozenSet, List, Optional, Tuple, Type
 
 from .. import errors
 from ._types import (
@@ -34,6 +34,8 @@ from ._types import (
 
 __all__ = [
     "PATHS",
+    "PARAMS",
+    "REQUIRED_INPUTS",
     "resolve_endpoint",
     "build_request",
     "parse_response",
@@ -51,6 +53,49 @@ __all__ = [
     "loads_event",
     "dumps",
 ]
+
+_CHAT_PARAMS = frozenset(
+    {
+        "messages", "model", "audio", "frequency_penalty", "function_call", "functions",
+        "logit_bias", "logprobs", "max_completion_tokens", "max_tokens", "metadata",
+        "modalities", "n", "parallel_tool_calls", "prediction", "presence_penalty",
+        "prompt_cache_key", "reasoning_effort", "response_format", "safety_identifier", "seed",
+        "service_tier", "stop", "store", "stream", "stream_options", "temperature",
+        "tool_choice", "tools", "top_logprobs", "top_p", "user", "verbosity", "web_search_options",
+    }
+)  # fmt: skip
+
+#: OpenAI's own request parameters per operation; anything else is a provider extra
+#: (the client checks these against ``ProviderInfo.params``).
+PARAMS: Dict[str, FrozenSet[str]] = {
+    "chat": _CHAT_PARAMS,
+    "text_completion": frozenset(
+        {
+            "model", "prompt", "best_of", "echo", "frequency_penalty", "logit_bias", "logprobs",
+            "max_tokens", "n", "presence_penalty", "seed", "stop", "stream", "stream_options",
+            "suffix", "temperature", "top_p", "user",
+        }
+    ),  # fmt: skip
+    "embedding": frozenset({"model", "input", "dimensions", "encoding_format", "user"}),
+    "rerank": frozenset({"model", "query", "documents", "top_n", "return_documents"}),
+    "transcription": frozenset(
+        {"model", "language", "prompt", "response_format", "temperature", "timestamp_granularities"}
+    ),
+    "image_generation": frozenset(
+        {"model", "prompt", "n", "size", "quality", "response_format", "style", "user", "background", "output_format"}
+    ),
+}
+
+#: The inputs an operation cannot do without: never refused by ``ProviderInfo.params``.
+REQUIRED_INPUTS: Dict[str, Tuple[str, ...]] = {
+    "chat": ("messages",),
+    "text_completion": ("prompt",),
+    "embedding": ("input",),
+    "rerank": ("query", "documents"),
+    "transcription": (),
+    "image_generation": ("prompt",),
+}
+
 
 #: Path under the base URL for each operation.
 PATHS = {

@@ -106,6 +106,8 @@ class Config:
     master_key: Any = attrs.field(default=None, repr=lambda v: "None" if v is None else "'[REDACTED]'")
     providers: List[Dict[str, Any]] = attrs.field(factory=list)
     path: str = ""
+    #: ``general_settings`` as written (gateway limits and switches read it).
+    general: Dict[str, Any] = attrs.field(factory=dict, repr=False)
 
     @property
     def model_names(self) -> List[str]:
@@ -158,8 +160,10 @@ def _fallbacks(raw: Any, where: str) -> Dict[str, List[str]]:
     return out
 
 
-def load_config(source: Union[str, "os.PathLike[str]", Mapping[str, Any]]) -> Config:
-    """Read and check a config file (or an already parsed mapping)."""
+def load_config(source: Union[str, "os.PathLike[str]", Mapping[str, Any], Config]) -> Config:
+    """Read and check a config file (or an already parsed mapping; a ``Config`` is returned as is)."""
+    if isinstance(source, Config):
+        return source
     if isinstance(source, Mapping):
         data, where = dict(source), "config"
     else:
@@ -209,6 +213,7 @@ def load_config(source: Union[str, "os.PathLike[str]", Mapping[str, Any]]) -> Co
         master_key=general.get("master_key"),
         providers=providers,
         path=where,
+        general=dict(general),
     )
 
 

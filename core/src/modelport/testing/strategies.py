@@ -173,9 +173,10 @@ def _message(draw: Any) -> Dict[str, Any]:
 
 
 @st.composite
-def chat_responses(draw: Any) -> Dict[str, Any]:
-    """A complete chat completion, in the shape ``stream_to_completion`` rebuilds."""
-    count = draw(st.integers(1, 2))
+def chat_responses(draw: Any, max_choices: int = 2) -> Dict[str, Any]:
+    """A complete chat completion, in the shape ``stream_to_completion`` rebuilds
+    (``max_choices=1`` for providers whose wire carries one answer)."""
+    count = draw(st.integers(1, max_choices))
     choices = []
     for index in range(count):
         choice = {

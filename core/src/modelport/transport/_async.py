@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, AsyncGenerator, AsyncIterator, Callable, 
 from ..errors import InvalidRequestError
 from ..provider import WireRequest, WireResponse
 from ._errors import ErrorTable, aiohttp_errors, catches, pool_timeout, to_provider_error
-from ._sync import check_pool_size, encode_json, json_headers
+from ._sync import check_pool_size, encode_json, environment_has_proxies, json_headers
 from ._timeout import Timeout
 
 if TYPE_CHECKING:
@@ -218,7 +218,9 @@ class AsyncHTTPTransport:
 
             session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self.max_connections),
-                trust_env=self._trust_env,
+                # aiohttp's trust_env looks up proxy variables (and ~/.netrc) on every
+                # request, which cost 4x the raw request rate: only when a proxy is set.
+                trust_env=self._trust_env and environment_has_proxies(),
                 auto_decompress=True,
             )
         try:

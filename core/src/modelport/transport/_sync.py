@@ -72,11 +72,12 @@ def _pieces(response: httpx.Response, headers: Mapping[str, str]) -> Iterator[by
     return response.iter_raw()
 
 
-def _environment_has_proxies() -> bool:
-    from urllib.request import getproxies
+def environment_has_proxies() -> bool:
+    """Whether a proxy is configured in the environment (``HTTP(S)_PROXY``, ``ALL_PROXY``,
+    any case). Read from ``os.environ`` directly: urllib's reader costs a module import."""
+    import os
 
-    proxies = getproxies()
-    return any(proxies.get(scheme) for scheme in ("http", "https", "all"))
+    return any(os.environ.get(name) for name in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"))
 
 
 @functools.cache
@@ -225,7 +226,7 @@ class SyncHTTPTransport:
         self._table = httpx_errors()
         self._catch = catches(self._table)
         self._timeouts: Dict[Timeout, httpx.Timeout] = {}
-        if httpx_transport is None and trust_env and _environment_has_proxies():
+        if httpx_transport is None and trust_env and environment_has_proxies():
             # httpx applies HTTP(S)_PROXY / ALL_PROXY / NO_PROXY only to transports it
             # builds itself, so let it: this builds the TLS context now.
             self._client = httpx.Client(

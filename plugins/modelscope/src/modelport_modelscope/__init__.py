@@ -11,7 +11,7 @@ The plugin also adds ModelScope's image options to ``modelport image``.
 
 from __future__ import annotations
 
-import time
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
 
 import attrs
@@ -161,11 +161,19 @@ def _advance_image_task(call: Call, response: WireResponse, step: Step) -> Union
     status = str(body.get("task_status") or "")
     if status == _DONE:
         images = body.get("output_images") or []
-        return {"created": int(time.time()), "data": [{"url": url} for url in images]}
+        return {"created": _created(response), "data": [{"url": url} for url in images]}
     if status == _FAILED:
         reason = (body.get("errors") or {}).get("message") or "no reason given"
         raise _task_failed(call, f"image task {task.task_id} failed: {reason}", task.task_id, response, request_id=body.get("request_id"))
     return _poll(call, task, status or "PENDING", step)
+
+
+def _created(response: WireResponse) -> int:
+    """The answer's time from its HTTP ``Date`` header (hooks read no clock), else 0."""
+    try:
+        return int(parsedate_to_datetime(response.headers.get("date", "")).timestamp())
+    except (TypeError, ValueError):
+        return 0
 
 
 def _poll(call: Call, task: ImageTask, status: str, step: Step) -> FollowUp:
