@@ -376,3 +376,19 @@ def test_a_client_dropped_open_warns(upstream):
         warnings.simplefilter("error")
         client.__del__()  # closed: silent
         modelport.default_client().__del__()  # the module functions' shared client: silent
+
+
+def test_a_stream_dropped_after_break_is_closed_and_warns(upstream):
+    import gc
+
+    head = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m"}
+    upstream.reply(sse=[{**head, "choices": [{"index": 0, "delta": {"content": f"t{i}"}, "finish_reason": None}]} for i in range(50)], chunk_delay=0.01)
+    with modelport.Client(api_base=upstream.base_url, max_connections=1, timeout=modelport.Timeout(read=5, pool=1.0)) as client:
+        stream = client.completion("openai/m", USER, stream=True)
+        for _ in stream:
+            break
+        with pytest.warns(ResourceWarning, match="dropped before it ended"):
+            del stream
+            gc.collect()
+        # The one pooled connection is free again: the next call gets it at once.
+        assert client.completion("openai/m", USER).choices

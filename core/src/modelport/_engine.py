@@ -289,10 +289,32 @@ def prepared_request(hooks: Any, call: Call) -> WireRequest:
 
 def _outgoing(request: WireRequest, call: Call) -> WireRequest:
     request = request.with_headers(call.extra_headers)
+    if "@" in request.url:
+        request = _userinfo_as_header(request)
     info = call.info
     if info.secret_headers or info.secret_fields:
         request = attrs.evolve(request, secrets=info.secret_headers | info.secret_fields)
     return request
+
+
+def _userinfo_as_header(request: WireRequest) -> WireRequest:
+    """A base URL with ``user:password@`` becomes Basic auth, unless the request already
+    authenticates (an API key wins); the credentials never stay in the URL, where HTTP
+    libraries refuse them next to an Authorization header and logs would print them."""
+    scheme, sep, rest = request.url.partition("://")
+    authority, slash, tail = rest.partition("/")
+    if not sep or "@" not in authority:
+        return request
+    userinfo, _, host = authority.rpartition("@")
+    headers = dict(request.headers)
+    if not any(name.lower() == "authorization" for name in headers):
+        import base64
+        from urllib.parse import unquote
+
+        user, _, password = userinfo.partition(":")
+        token = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode("ascii")
+        headers["Authorization"] = f"Basic {token}"
+    return attrs.evolve(request, url=f"{scheme}://{host}{slash}{tail}", headers=headers)
 
 
 def run_call(

@@ -9,6 +9,7 @@ is drained so it returns to the pool.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, AsyncGenerator, AsyncIterator, Dict, Generator, Iterator
 
 from ._engine import ChunkParser, stamp_error
@@ -31,6 +32,7 @@ class Stream:
         self._parser = parser
         self._call = call
         self._iterator = self._iterate()
+        self._open = True
         self.response_headers: Dict[str, str] = dict(handle.head.headers)
 
     def _iterate(self) -> Generator[Any, None, None]:
@@ -53,6 +55,7 @@ class Stream:
         except ProviderError as exc:
             raise stamp_error(exc, self._call)
         finally:
+            self._open = False
             self._handle.close()
 
     def __iter__(self) -> Iterator[Any]:
@@ -62,8 +65,19 @@ class Stream:
         return next(self._iterator)
 
     def close(self) -> None:
+        self._open = False
         self._iterator.close()
         self._handle.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_open", False):
+            self._open = False
+            warnings.warn(
+                "a modelport stream was dropped before it ended; use `with` or call close() to release its connection",
+                ResourceWarning,
+                stacklevel=2,
+            )
+            self._handle.close()
 
     def __enter__(self) -> "Stream":
         return self
@@ -80,6 +94,7 @@ class AsyncStream:
         self._parser = parser
         self._call = call
         self._iterator = self._iterate()
+        self._open = True
         self.response_headers: Dict[str, str] = dict(handle.head.headers)
 
     async def _iterate(self) -> AsyncGenerator[Any, None]:
@@ -102,6 +117,7 @@ class AsyncStream:
         except ProviderError as exc:
             raise stamp_error(exc, self._call)
         finally:
+            self._open = False
             await self._handle.aclose()
 
     def __aiter__(self) -> AsyncIterator[Any]:
@@ -111,8 +127,19 @@ class AsyncStream:
         return await self._iterator.__anext__()
 
     async def aclose(self) -> None:
+        self._open = False
         await self._iterator.aclose()
         await self._handle.aclose()
+
+    def __del__(self) -> None:
+        if getattr(self, "_open", False):
+            # Nothing can be awaited here: the handle gives its connection back when it is
+            # collected; the warning says how to release it promptly.
+            warnings.warn(
+                "a modelport async stream was dropped before it ended; use `async with` or await aclose()",
+                ResourceWarning,
+                stacklevel=2,
+            )
 
     #: The v1 name of ``aclose``.
     close = aclose
