@@ -316,3 +316,29 @@ def test_run_routed_fails_over_and_raises_request_errors_at_once():
 def test_endpoint_with_the_operations_path_already_is_used_as_is():
     assert Endpoint("http://h/v1", "/rerank").url == "http://h/v1/rerank"
     assert Endpoint("http://h/v1/rerank", "/rerank").url == "http://h/v1/rerank"
+
+
+def test_secret_provider_options_are_hidden_in_reprs_and_scrubbed_from_errors():
+    info = attrs.evolve(INFO, secret_fields={"ad_token"}, options=("ad_token", "region"))
+    call = make_call(info=info, options={"ad_token": "tok-very-secret", "region": "us"})
+    assert "tok-very-secret" not in repr(call) and "'region': 'us'" in repr(call)
+    body = {"error": {"message": "token tok-very-secret rejected", "code": "x"}}
+    with pytest.raises(errors.AuthenticationError) as info_:
+        drive(run_call(Hooks(), call, RetryPolicy()), [WireResponse(401, {}, openai.dumps(body).encode())])
+    assert "tok-very-secret" not in str(info_.value) and "tok-very-secret" not in (info_.value.body or "")
+
+
+def test_config_reprs_hide_every_credential_like_param():
+    config = load_config({"model_list": [{"model_name": "a", "params": {"model": "azure/d", "api_key": "k-1", "azure_ad_token": "t-2", "region": "us"}}]})
+    text = repr(config.deployments[0])
+    assert "k-1" not in text and "t-2" not in text and "'region': 'us'" in text
+
+
+def test_rebuild_keeps_real_ids_over_later_placeholders():
+    from modelport import stream_to_completion
+
+    first = {**_chunk("a"), "id": "real", "created": 5}
+    placeholder = {**_chunk("b"), "id": "", "model": "", "created": 0}
+    rebuilt = stream_to_completion([first, placeholder, {**_chunk("", "stop"), "id": "real", "created": 5}])
+    assert (rebuilt.id, rebuilt.created, rebuilt.model) == ("real", 5, "m")
+    assert rebuilt.choices[0].message.content == "ab"

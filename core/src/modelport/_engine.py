@@ -234,13 +234,12 @@ def stamp_error(error: Any, call: Call) -> Any:
         error.provider = call.provider
     if error.model is None:
         error.model = call.model
-    key = call.api_key
-    if key and len(key) >= 4:
-        if key in error.message:
-            error.message = error.message.replace(key, "[REDACTED]")
+    for secret in call.secrets():
+        if secret in error.message:
+            error.message = error.message.replace(secret, "[REDACTED]")
             error.args = (error.message,)
-        if error.body and key in error.body:
-            error.body = error.body.replace(key, "[REDACTED]")
+        if error.body and secret in error.body:
+            error.body = error.body.replace(secret, "[REDACTED]")
     return error
 
 

@@ -28,6 +28,10 @@ def _merge_tool_call(calls: Dict[int, Dict[str, Any]], delta: Dict[str, Any], po
             current[key] = value
 
 
+# A later chunk's empty id / model / created (some upstreams send placeholders in
+# annotation chunks) never overwrites a real one.
+
+
 def stream_to_completion(chunks: Iterable[Union[OpenAIObject, Dict[str, Any]]]) -> Any:
     """Rebuild the full response a stream of chunks describes.
 
@@ -58,7 +62,7 @@ def _rebuild_chat(items: List[Dict[str, Any]]) -> ChatCompletion:
                 if value is not None:
                     top["usage"] = value
                 continue
-            if value is not None or key not in top:
+            if key not in top or (value is not None and value != "" and value != 0):
                 top[key] = value
         for position, choice in enumerate(item.get("choices") or ()):
             index = choice.get("index", position)
@@ -119,7 +123,7 @@ def _rebuild_text(items: List[Dict[str, Any]]) -> Completion:
                 if value is not None:
                     top["usage"] = value
                 continue
-            if value is not None or key not in top:
+            if key not in top or (value is not None and value != "" and value != 0):
                 top[key] = value
         for position, choice in enumerate(item.get("choices") or ()):
             index = choice.get("index", position)

@@ -158,22 +158,19 @@ class ProviderInfo:
     #: How the provider frames a streamed body: ``sse``, ``ndjson`` or ``custom``
     #: (the plugin's ``stream_decoder`` hook supplies the decoder).
     stream_framing: str = attrs.field(default="sse", validator=_check_framing)
-    #: Header names, and body / query field names, that carry credentials: redacted in
-    #: ``--dry-run``, logs, reprs and error texts (``Authorization`` & co. always are).
+    #: Header names, and body / query field / provider option names, that carry
+    #: credentials: redacted in ``--dry-run``, logs, reprs and error texts
+    #: (``Authorization`` & co. always are).
     secret_headers: FrozenSet[str] = attrs.field(default=frozenset(), converter=_frozen)
     secret_fields: FrozenSet[str] = attrs.field(default=frozenset(), converter=_frozen)
     description: str = ""
-
-
-def _redacted_secret(value: Optional[str]) -> str:
-    return "None" if value is None else repr(REDACTED)
 
 
 def _redacted_headers(headers: Mapping[str, str]) -> str:
     return repr(redact_headers(headers))
 
 
-@attrs.frozen
+@attrs.frozen(repr=False)
 class Call:
     """One API call as the hooks see it: the OpenAI-shaped body plus how to reach the provider.
 
@@ -187,16 +184,34 @@ class Call:
     body: Mapping[str, Any]
     info: ProviderInfo
     stream: bool = False
-    api_key: Optional[str] = attrs.field(default=None, repr=_redacted_secret)
+    api_key: Optional[str] = None
     api_base: Optional[str] = None
     #: Provider options (``ProviderInfo.options``) given to this call.
     options: Mapping[str, Any] = attrs.field(factory=dict)
-    extra_headers: Mapping[str, str] = attrs.field(factory=dict, repr=_redacted_headers)
+    extra_headers: Mapping[str, str] = attrs.field(factory=dict)
     #: Binary uploads (transcription): field name -> (file name, bytes, content type).
-    files: Mapping[str, FileUpload] = attrs.field(factory=dict, repr=False)
+    files: Mapping[str, FileUpload] = attrs.field(factory=dict)
     #: True when the request is only built to be shown (``--dry-run``), never sent:
     #: checks that need a key may stand down.
     dry_run: bool = False
+
+    def __repr__(self) -> str:
+        secret = self.info.secret_fields
+        options = {k: (REDACTED if k in secret else v) for k, v in self.options.items()}
+        key = "None" if self.api_key is None else repr(REDACTED)
+        return (
+            f"Call(operation={self.operation!r}, provider={self.provider!r}, model={self.model!r},"
+            f" stream={self.stream!r}, api_key={key}, api_base={redact_url(self.api_base or '')!r},"
+            f" options={options!r}, extra_headers={redact_headers(self.extra_headers, self.info.secret_headers)!r})"
+        )
+
+    def secrets(self) -> Tuple[str, ...]:
+        """The credential values this call carries (scrubbed from error texts)."""
+        values = [self.api_key] if self.api_key else []
+        values += [str(v) for k, v in self.options.items() if k in self.info.secret_fields and v]
+        secret_headers = {name.lower() for name in self.info.secret_headers} | SECRET_HEADERS
+        values += [v for k, v in self.extra_headers.items() if k.lower() in secret_headers]
+        return tuple(v for v in values if len(v) >= 4)
 
 
 @attrs.frozen

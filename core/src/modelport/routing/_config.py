@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 from typing import Any, Dict, List, Mapping, Optional, Union
 
 import attrs
@@ -74,8 +75,12 @@ def _resolved(value: Any, where: str) -> Any:
     return value
 
 
+_SECRET_NAME = re.compile(r"key|token|secret|password|credential", re.IGNORECASE)
+
+
 def _redacted(params: Mapping[str, Any]) -> Dict[str, Any]:
-    return {k: ("[REDACTED]" if k == "api_key" and not isinstance(v, EnvRef) else v) for k, v in params.items()}
+    """Params for a repr: every value whose name says it is a credential is hidden."""
+    return {k: ("[REDACTED]" if _SECRET_NAME.search(k) and not isinstance(v, EnvRef) else v) for k, v in params.items()}
 
 
 @attrs.frozen
