@@ -14,9 +14,11 @@ import argparse
 import asyncio
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any, Callable, Dict, Optional
 
@@ -66,9 +68,10 @@ def serve() -> None:
         app.router.add_post("/v1/chat/completions", chat)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
-        await site.start()
-        print(site._server.sockets[0].getsockname()[1], flush=True)  # type: ignore[union-attr]
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        await web.SockSite(runner, sock, backlog=1024).start()
+        print(sock.getsockname()[1], flush=True)
         await asyncio.Event().wait()
 
     asyncio.run(main())
@@ -298,6 +301,110 @@ def concurrency(total: int, width: int, rounds: int) -> Dict[str, float]:
     return asyncio.run(main())
 
 
+def cold_start(rounds: int, litellm_python: Optional[str]) -> Dict[str, float]:
+    """``import X`` plus one chat call, in a fresh interpreter, timed inside it (so the
+    interpreter's own start is left out), median of ``rounds``."""
+    call = "r = {mod}.completion(model='openai/bench', messages=[{{'role': 'user', 'content': 'hi'}}], api_base='{base}', api_key='x')"
+    template = "import time; t = time.perf_counter(); import {mod}; " + call + "; print(time.perf_counter() - t)"
+
+    def timed(python: str, module: str) -> float:
+        env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}  # LiteLLM would fetch its price list
+        code = template.format(mod=module, base=BASE)
+        samples = [float(subprocess.run([python, "-c", code], check=True, capture_output=True, text=True, env=env).stdout) for _ in range(rounds)]
+        return statistics.median(samples)
+
+    out = {"modelport": timed(sys.executable, "modelport")}
+    if litellm_python:
+        out["LiteLLM"] = timed(litellm_python, "litellm")
+    return out
+
+
+def _wait_for(url: str, process: "subprocess.Popen[bytes]", seconds: float = 120) -> None:
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args} exited with {process.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def gateway(total: int, width: int, rounds: int, litellm_python: Optional[str]) -> Dict[str, float]:
+    """Requests per second through each gateway at ``width`` in flight (best round), and
+    straight to the upstream. Each gateway runs as one process with its defaults (limits on)."""
+    import aiohttp
+
+    folder = tempfile.mkdtemp()
+    config = os.path.join(folder, "gateway.yaml")
+    with open(config, "w") as handle:
+        handle.write(
+            "model_list:\n  - model_name: bench\n"
+            f"    litellm_params: {{model: openai/bench, api_base: '{BASE}', api_key: x}}\n"
+            "general_settings: {master_key: sk-bench}\n"
+        )
+    processes = []
+    targets = {"upstream, direct": f"{BASE}/chat/completions"}
+    try:
+        port = _free_port()
+        mp = subprocess.Popen([sys.executable, "-m", "modelport", "serve", "--config", config, "--port", str(port), "--no-access-log", "--log-level", "warning"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        processes.append(mp)
+        _wait_for(f"http://127.0.0.1:{port}/health", mp)
+        targets["modelport gateway"] = f"http://127.0.0.1:{port}/v1/chat/completions"
+        if litellm_python:
+            lport = _free_port()
+            env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"}
+            ll = subprocess.Popen([litellm_python, "-m", "litellm.proxy.proxy_cli", "--config", config, "--port", str(lport), "--num_workers", "1"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)  # fmt: skip
+            processes.append(ll)
+            _wait_for(f"http://127.0.0.1:{lport}/health/liveliness", ll)
+            targets["LiteLLM proxy"] = f"http://127.0.0.1:{lport}/v1/chat/completions"
+        body = {"model": "bench", "messages": MESSAGES}
+        headers = {"Authorization": "Bearer sk-bench"}
+
+        async def main() -> Dict[str, float]:
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=width)) as session:
+
+                async def drive(url: str) -> float:
+                    queue = iter(range(total))
+
+                    async def worker() -> None:
+                        for _ in queue:
+                            async with session.post(url, json=body, headers=headers) as response:
+                                assert response.status == 200, await response.text()
+                                await response.read()
+
+                    start = time.perf_counter()
+                    await asyncio.gather(*(worker() for _ in range(width)))
+                    return total / (time.perf_counter() - start)
+
+                best = {name: 0.0 for name in targets}
+                for url in targets.values():
+                    await drive(url)  # warm-up
+                for _ in range(rounds):
+                    for name, url in targets.items():
+                        best[name] = max(best[name], await drive(url))
+                return best
+
+        return asyncio.run(main())
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(30)
+
+
 def report(title: str, figures: Dict[str, float], base: Optional[str], unit: str, scale: float, higher_is_better: bool = False) -> None:
     print(f"\n## {title}")
     reference = figures.get(base) if base else None
@@ -311,6 +418,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--litellm-python", help="a Python with litellm[proxy] installed: adds LiteLLM's cold start and proxy")
+    parser.add_argument("--only", choices=("calls", "gateway"), help="run one part: the client sections or the gateway")
     args = parser.parse_args()
     if args.serve:
         serve()
@@ -327,14 +436,27 @@ def main() -> None:
         middleware = [name for name, _ in registry.middleware()]
         if middleware:
             print(f"note: middleware installed and active in every call: {', '.join(middleware)}")
-        report("import time above a bare interpreter (median)", import_times(3 if quick else 9), None, "ms", 1e3)
-        report("sequential non-streaming call", sequential_calls(200 if quick else 500, 3 if quick else 5), "raw httpx", "us/call", 1e6)
-        report(f"streaming, {CHUNKS}-chunk streams", streaming(3 if quick else 10, 3 if quick else 5), "raw httpx + json.loads", "us/chunk", 1e6)
-        report("SSE framing alone (no network)", sse_framing(5 if quick else 20), "modelport SSEDecoder + json.loads", "us/event", 1e6)
-        figures = concurrency(500 if quick else 1500, 64, 2 if quick else 4)
-        print("\n## 64 concurrent async calls")
-        for name, value in figures.items():
-            print(f"  {name:<32} {value:10.0f} req/s  {value / figures['raw aiohttp']:5.2f}x raw aiohttp")
+        if args.only != "gateway":
+            report("import time above a bare interpreter (median)", import_times(3 if quick else 9), None, "ms", 1e3)
+            report("sequential non-streaming call", sequential_calls(200 if quick else 500, 3 if quick else 5), "raw httpx", "us/call", 1e6)
+            report(f"streaming, {CHUNKS}-chunk streams", streaming(3 if quick else 10, 3 if quick else 5), "raw httpx + json.loads", "us/chunk", 1e6)
+            report("SSE framing alone (no network)", sse_framing(5 if quick else 20), "modelport SSEDecoder + json.loads", "us/event", 1e6)
+            figures = concurrency(500 if quick else 1500, 64, 2 if quick else 4)
+            print("\n## 64 concurrent async calls")
+            for name, value in figures.items():
+                print(f"  {name:<32} {value:10.0f} req/s  {value / figures['raw aiohttp']:5.2f}x raw aiohttp")
+            cold = cold_start(3 if quick else 7, args.litellm_python)
+            print("\n## cold start: import + first chat call, in a fresh interpreter (median)")
+            for name, value in cold.items():
+                ratio = f"  1/{cold['LiteLLM'] / value:.1f} of LiteLLM" if "LiteLLM" in cold and name != "LiteLLM" else ""
+                print(f"  {name:<32} {value * 1e3:10.1f} ms{ratio}")
+        if args.only != "calls":
+            figures = gateway(1000 if quick else 3000, 32, 2 if quick else 3, args.litellm_python)
+            print("\n## gateway, 32 requests in flight (one process each, limits on)")
+            for name, value in figures.items():
+                extra = f"  {value / figures['LiteLLM proxy']:5.1f}x LiteLLM proxy" if "LiteLLM proxy" in figures else ""
+                share = f"  {value / figures['upstream, direct']:4.2f} of direct"
+                print(f"  {name:<32} {value:10.0f} req/s{share}{extra}")
     finally:
         server.terminate()
         server.wait()

@@ -72,12 +72,18 @@ _RESULT_TYPES: Dict[str, Any] = {
 Files = Optional[Dict[str, FileUpload]]
 
 
+_REGISTRY: Any = None
+
+
 def _registry() -> Any:
     # Imported on the first call, not by `import modelport`: pluggy and entry-point
     # scanning are only needed once a provider is actually used.
-    from ._registry import registry
+    global _REGISTRY
+    if _REGISTRY is None:
+        from ._registry import registry
 
-    return registry
+        _REGISTRY = registry
+    return _REGISTRY
 
 
 def _split_model(model: Any) -> Tuple[str, str]:
