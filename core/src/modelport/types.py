@@ -159,6 +159,33 @@ class OpenAIObject:
             return default if value is NOTSET else value
         return self.extra.get(key, default)
 
+    # LiteLLM's response objects are pydantic models that also read like dicts; code
+    # written against them (``resp["choices"][0]["message"]["content"]``,
+    # ``resp.model_dump()``) works unchanged on these.
+
+    def __getitem__(self, key: str) -> Any:
+        value = self.get(key, NOTSET)
+        if value is NOTSET:
+            raise KeyError(key)
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self.get(key, NOTSET) is not NOTSET
+
+    def model_dump(self, **_: Any) -> Dict[str, Any]:
+        """``to_dict()`` under pydantic's name."""
+        return self.to_dict()
+
+    def model_dump_json(self, *, indent: Optional[int] = None, **_: Any) -> str:
+        """The OpenAI JSON text (pydantic's name)."""
+        import json
+
+        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+
+    def json(self, **kwargs: Any) -> str:
+        """``model_dump_json()`` under pydantic v1's name."""
+        return self.model_dump_json(**kwargs)
+
     def __repr__(self) -> str:
         parts = [
             f"{name}={getattr(self, name)!r}"
