@@ -64,7 +64,10 @@ def test_missing_env_var_is_named(tmp_path, monkeypatch):
     [
         ("model_list: [{params: {model: openai/x}}]", "model_name"),
         ("model_list: [{model_name: a, params: {}}]", "params.model"),
-        ("model_list: [{model_name: a, params: {model: gpt-4o}}]", "provider prefix"),
+        ("model_list: [{model_name: a, params: {model: 'openai/*'}}]", "wildcard model_name"),
+        ("model_list: [{model_name: a, params: {model: openai/x}}]\nrouter_settings: {routing_strategy: fastest}", "not one of"),
+        ("model_list: [{model_name: a, params: {model: openai/x, rpm: -1}}]", "rpm must be a number"),
+        ("model_list: [{model_name: a, params: {model: openai/x}}]\nrouter_settings: {model_group_alias: {b: c}}", "names no model group"),
         ("model_list: [{model_name: a, params: {model: openai/x}}]\nrouter_settings: {fallbacks: [{a: [b]}]}", "unknown model"),
         ("model_lists: []", "unknown section"),
         ("model_list: [unclosed", "not valid YAML"),

@@ -146,7 +146,13 @@ class ChunkParser:
     def feed(self, raw: bytes) -> List[Any]:
         if self.done:
             return []
-        return self._typed(self._decoder.feed(raw))
+        try:
+            events = self._decoder.feed(raw)
+        except Exception as exc:  # a plugin's decoder: typed like a parse error, after what came before
+            self.error = stamp_error(exc, self._call) if isinstance(exc, ProviderError) else exc
+            self.done = True
+            return []
+        return self._typed(events)
 
     def _typed(self, events: Iterable[Any]) -> List[Any]:
         out = []
@@ -350,22 +356,44 @@ def run_call(
 def run_routed(router: Any, alias: str, attempt: Callable[[Any], Engine]) -> Engine:
     """Try the alias's deployments in the router's order until one answers.
 
-    ``attempt(deployment)`` builds the engine for one deployment; an error another
-    deployment may cure (the router decides) moves on, others are raised at once.
+    ``attempt(deployment)`` builds the engine for one deployment. A deployment at its
+    rpm / tpm / parallel limit is skipped; an error another deployment may cure moves on
+    (context-window and content-policy errors to their own fallbacks); others are raised
+    at once. When every deployment was at its limit, the caller gets a 429.
     """
+    from .routing import fails_over
+
+    plan = list(router.plan(alias))
     last: Optional[BaseException] = None
-    for deployment in router.plan(alias):
+    limited = False
+    redirected = False
+    position = 0
+    while position < len(plan):
+        deployment = plan[position]
+        position += 1
+        ticket = router.begin(deployment)
+        if ticket is None:
+            limited = True
+            continue
         try:
             result = yield from attempt(deployment)
         except (ProviderError, ConfigError, InvalidRequestError) as exc:
-            if not router.failed(deployment, exc):
+            router.end(ticket, error=exc)
+            extra = [] if redirected else router.redirect(alias, exc)
+            if extra:
+                redirected = True
+                plan[position:] = extra  # the request itself must change: only these can serve it
+            elif not fails_over(exc):
                 raise
             last = exc
             continue
-        router.succeeded(deployment)
+        except BaseException as exc:  # cancelled or closed: uncounted, no cool-down
+            router.end(ticket, error=exc)
+            raise
+        router.end(ticket, result=result)
         return result
     if last is None:
-        raise ConfigError(f"model group {alias!r} has no deployment to try")
+        raise router.limit_error(alias) if limited else ConfigError(f"model group {alias!r} has no deployment to try")
     raise last
 
 

@@ -215,6 +215,7 @@ class _ClientBase:
         from .routing import Router, declared_providers, load_config
 
         config = load_config(source)
+        os.environ.update(config.environment_variables)  # LiteLLM's `environment_variables:`
         return cls(router=Router(config), providers=declared_providers(config), **defaults)
 
     @property

@@ -1,4 +1,4 @@
-"""modelport provider ``dashscope``: Alibaba Cloud Model Studio in OpenAI-compatible mode.
+"""modelport provider ``dashscope``: Alibaba Cloud Model Studio (DashScope).
 
 What differs from OpenAI: four regions with region-bound keys; parameter ranges checked
 before sending (so a bad value costs no request); Qwen3 thinking that must be off for
@@ -6,12 +6,33 @@ non-streaming calls; ``reasoning_effort`` expressed as ``enable_thinking`` /
 ``thinking_budget``; embeddings limited to 10 inputs a request (larger lists are sent
 in batches and merged); rerank on the ``compatible-api`` path; and DashScope's error
 codes (throttling retried, arrears not, content inspection typed).
+
+Two operations have no OpenAI-compatible endpoint and use DashScope's native API (same
+key, the region's native root, or an explicit ``api_base`` with its
+``/compatible-mode/v1`` removed):
+
+- image generation (qwen-image, wan2.x) is an asynchronous task: a submit with
+  ``X-DashScope-Async: enable`` to ``/api/v1/services/aigc/text2image/image-synthesis``
+  (``{"model", "input": {"prompt", "negative_prompt"}, "parameters": {"size": "W*H",
+  ...}}``), then ``GET /api/v1/tasks/{id}`` until ``SUCCEEDED`` (image URLs) or
+  ``FAILED`` / ``CANCELED`` / ``UNKNOWN`` (``TaskFailedError``), written as ``FollowUp``
+  steps with ``poll_interval=`` / ``task_timeout=`` call options. The API only answers
+  with URLs, so ``response_format="b64_json"`` is refused before sending.
+- multimodal embeddings (``multimodal-embedding-v1``, ``tongyi-embedding-vision-*``,
+  ``qwen3-vl-embedding``, ``qwen2.5-vl-embedding``) go to
+  ``/api/v1/services/embeddings/multimodal-embedding/multimodal-embedding`` with
+  ``{"input": {"contents": [{"text"} | {"image"} | ...]}}`` and come back in OpenAI's
+  embeddings shape.
 """
 
 from __future__ import annotations
 
+import base64
 import math
-from typing import Any, Dict, List, Optional, Tuple, Union
+import re
+import struct
+import time
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import attrs
 
@@ -29,7 +50,21 @@ from modelport.provider import (
     openai,
 )
 
-__all__ = ["REGIONS", "EMBEDDING_BATCH", "REASONING_BUDGETS", "check_chat_params"]
+__all__ = [
+    "REGIONS",
+    "NATIVE_ROOTS",
+    "IMAGE_REGIONS",
+    "MULTIMODAL_EMBEDDING_REGIONS",
+    "MULTIMODAL_EMBEDDING_MODELS",
+    "EMBEDDING_BATCH",
+    "REASONING_BUDGETS",
+    "POLL_INTERVAL",
+    "TASK_TIMEOUT",
+    "ImageTask",
+    "check_chat_params",
+    "native_size",
+    "is_multimodal_embedding",
+]
 
 #: Region name -> OpenAI-compatible base URL.
 REGIONS = {
@@ -39,6 +74,25 @@ REGIONS = {
     "hk": "https://cn-hongkong.dashscope.aliyuncs.com/compatible-mode/v1",  # Hong Kong
 }
 DEFAULT_REGION = "intl"
+_COMPATIBLE = "/compatible-mode/v1"
+#: Region name -> root of the native API (``{root}/api/v1/...``): same hosts, same keys.
+NATIVE_ROOTS = {name: url[: -len(_COMPATIBLE)] for name, url in REGIONS.items()}
+#: Regions whose API reference documents text-to-image (``image-synthesis``) and multimodal
+#: embeddings; a call routed to another region is refused before sending.
+IMAGE_REGIONS = ("intl", "us", "cn")
+MULTIMODAL_EMBEDDING_REGIONS = ("intl", "cn")
+#: Model-name prefixes served by the native multimodal-embedding endpoint.
+MULTIMODAL_EMBEDDING_MODELS = ("multimodal-embedding", "tongyi-embedding-vision", "qwen3-vl-embedding", "qwen2.5-vl-embedding")
+IMAGE_PATH = "/services/aigc/text2image/image-synthesis"
+MULTIMODAL_EMBEDDING_PATH = "/services/embeddings/multimodal-embedding/multimodal-embedding"
+TASKS_PATH = "/tasks/"
+#: Seconds between polls of an image task, and the most a task may take (``poll_interval=``,
+#: ``task_timeout=`` per call). The docs suggest polling every few seconds; a task usually
+#: takes one to two minutes, longer when queued.
+POLL_INTERVAL = 3.0
+TASK_TIMEOUT = 600.0
+#: Suffixes stripped from an explicit ``api_base`` to reach the native root.
+_BASE_SUFFIXES = (_COMPATIBLE, "/compatible-api/v1", "/api/v1")
 KEY_ENV = ("DASHSCOPE_API_KEY",)
 #: Inputs per embeddings request that DashScope accepts.
 EMBEDDING_BATCH = 10
@@ -49,7 +103,7 @@ _PARAMS = {
     "model", "messages", "stream", "stream_options", "temperature", "top_p", "presence_penalty",
     "frequency_penalty", "n", "max_tokens", "seed", "stop", "tools", "tool_choice", "parallel_tool_calls",
     "response_format", "logprobs", "top_logprobs", "modalities", "audio", "reasoning_effort", "user",
-    "input", "dimensions", "encoding_format", "query", "documents", "top_n", "return_documents",
+    "input", "dimensions", "encoding_format", "query", "documents", "top_n", "return_documents", "prompt", "size",
 }  # fmt: skip
 
 
@@ -60,10 +114,10 @@ def provider_info() -> ProviderInfo:
         api_base=REGIONS[DEFAULT_REGION],
         api_base_env=("DASHSCOPE_API_BASE",),
         api_key_env=KEY_ENV,
-        operations={"chat", "embedding", "rerank"},
+        operations={"chat", "embedding", "rerank", "image_generation"},
         params=_PARAMS,
-        options=("region",),
-        description="Alibaba Cloud Model Studio (regions intl, us, cn, hk)",
+        options=("region", "poll_interval", "task_timeout"),
+        description="Alibaba Cloud Model Studio (regions intl, us, cn, hk; async text-to-image, multimodal embeddings)",
     )
 
 
@@ -90,6 +144,34 @@ def _base(call: Call) -> Tuple[str, str]:
     return REGIONS[region], region
 
 
+def is_multimodal_embedding(model: str) -> bool:
+    """True for the models served by the native multimodal-embedding endpoint."""
+    return model.lower().startswith(MULTIMODAL_EMBEDDING_MODELS)
+
+
+def _native_api(call: Call, service: str, regions: Tuple[str, ...]) -> str:
+    """``{root}/api/v1`` for a native-API service: an explicit base (its compatible-mode
+    suffix removed), or the region's root when the docs list the service there."""
+    explicit = call.api_base or env_value(("DASHSCOPE_API_BASE",))
+    if explicit:
+        root = explicit.rstrip("/")
+        for suffix in _BASE_SUFFIXES:
+            if root.endswith(suffix):
+                root = root[: -len(suffix)]
+                break
+        return root + "/api/v1"
+    region = _region(call)
+    if region not in regions:
+        offered = ", ".join(f"{name} ({NATIVE_ROOTS[name].split('/')[2]})" for name in regions)
+        raise errors.InvalidRequestError(
+            f"dashscope: {service} is not offered in region {region}; Model Studio documents it in: {offered}"
+            " (choose one with region=... or DASHSCOPE_REGION, and use that region's key)",
+            param="region",
+            allowed=", ".join(regions),
+        )
+    return NATIVE_ROOTS[region] + "/api/v1"
+
+
 @hookimpl
 def resolve_endpoint(call: Call) -> Endpoint:
     base, region = _base(call)
@@ -101,6 +183,12 @@ def resolve_endpoint(call: Call) -> Endpoint:
             model=call.model,
         )
     headers = {"Authorization": f"Bearer {call.api_key}"} if call.api_key else {}
+    if call.operation == "image_generation":
+        base = _native_api(call, "image generation (text-to-image)", IMAGE_REGIONS)
+        return Endpoint(base_url=base, path=IMAGE_PATH, headers={**headers, "X-DashScope-Async": "enable"})
+    if call.operation == "embedding" and is_multimodal_embedding(call.model):
+        base = _native_api(call, "multimodal embedding", MULTIMODAL_EMBEDDING_REGIONS)
+        return Endpoint(base_url=base, path=MULTIMODAL_EMBEDDING_PATH, headers=headers)
     if call.operation == "rerank":
         # Rerank lives beside compatible-mode: .../compatible-api/v1/reranks
         if base.endswith("/compatible-mode/v1"):
@@ -201,6 +289,10 @@ def _batches(body: Any) -> List[List[Any]]:
 
 @hookimpl
 def transform_request(call: Call, endpoint: Endpoint) -> Optional[WireRequest]:
+    if call.operation == "image_generation":
+        return WireRequest("POST", endpoint.url, dict(endpoint.headers), json=image_request(call))
+    if call.operation == "embedding" and is_multimodal_embedding(call.model):
+        return WireRequest("POST", endpoint.url, dict(endpoint.headers), json=multimodal_embedding_request(call))
     body = dict(call.body)
     if call.operation == "chat":
         check_chat_params(body)
@@ -241,8 +333,12 @@ def _merge_embeddings(before: Optional[_Merged], result: Dict[str, Any]) -> _Mer
 
 @hookimpl
 def transform_response(call: Call, response: WireResponse, step: Step) -> Union[Dict[str, Any], FollowUp, None]:
+    if call.operation == "image_generation":
+        return _advance_image_task(call, response, step)
     if call.operation != "embedding":
         return None
+    if is_multimodal_embedding(call.model):
+        return _multimodal_embeddings(call, response)
     batches = _batches(call.body)
     result = openai.parse_response(call, response)
     if not batches:
@@ -255,6 +351,305 @@ def transform_response(call: Call, response: WireResponse, step: Step) -> Union[
         return FollowUp(WireRequest("POST", sent.url, dict(sent.headers), json=body), state=merged)
     data = sorted(merged.data, key=lambda item: int(item["index"]))
     return {**dict(merged.extra), "data": data, "usage": dict(merged.usage)}
+
+
+# --- image generation: submit, then poll (native API) ---------------------------------------
+
+_SIZE = re.compile(r"^\s*(\d+)\s*[x*X×]\s*(\d+)\s*$")
+_SEED_MAX = 2**31 - 1
+#: Task statuses: still working, done, and the ends that are failures.
+_PENDING = ("PENDING", "RUNNING")
+_DONE = "SUCCEEDED"
+_FAILED = ("FAILED", "CANCELED", "UNKNOWN")
+
+
+def native_size(size: Any) -> str:
+    """OpenAI's ``"1024x1024"`` (or DashScope's ``"1024*1024"``) as DashScope's ``"1024*1024"``."""
+    match = _SIZE.match(size) if isinstance(size, str) else None
+    if match is None:
+        raise _reject("size", "'WIDTHxHEIGHT' or 'WIDTH*HEIGHT' in pixels, e.g. '1328*1328'", size)
+    return f"{match[1]}*{match[2]}"
+
+
+def _check_task_options(options: Mapping[str, Any]) -> None:
+    for name in ("poll_interval", "task_timeout"):
+        value = options.get(name)
+        if value is not None and not (_number(value) and value > 0):
+            raise _reject(name, "a number of seconds > 0", value)
+
+
+def _mapping(body: Dict[str, Any], key: str) -> Dict[str, Any]:
+    """A provider field given as an object (``input`` / ``parameters`` passed through ``extra_body``)."""
+    value = body.pop(key, None)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _reject(key, "an object (its fields are merged into the request's)", value)
+    return dict(value)
+
+
+def image_request(call: Call) -> Dict[str, Any]:
+    """The ``image-synthesis`` submit body for an OpenAI-shaped image request.
+
+    ``prompt`` / ``negative_prompt`` go under ``input``; ``size`` (as ``W*H``), ``n``,
+    ``seed``, ``prompt_extend``, ``watermark`` and other provider fields under
+    ``parameters``; ``user`` has no DashScope counterpart and is not sent.
+    """
+    _check_task_options(call.options)
+    body = dict(call.body)
+    body.pop("model", None)
+    body.pop("user", None)
+    response_format = body.pop("response_format", None)
+    if response_format not in (None, "url"):
+        raise errors.InvalidRequestError(
+            f"dashscope: response_format={response_format!r} is not offered: image generation answers with image"
+            " URLs only (kept 24 hours); leave response_format unset (or 'url') and download them, e.g. with"
+            " modelport.save_images",
+            param="response_format",
+            allowed="url",
+        )
+    wire_input = _mapping(body, "input")
+    parameters = _mapping(body, "parameters")
+    prompt = body.pop("prompt", None)
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise _reject("prompt", "a non-empty string", prompt)
+    wire_input["prompt"] = prompt
+    negative = body.pop("negative_prompt", None)
+    if negative is not None:
+        if not isinstance(negative, str):
+            raise _reject("negative_prompt", "a string", negative)
+        wire_input["negative_prompt"] = negative
+    if body.get("size") is not None:
+        parameters["size"] = native_size(body.pop("size"))
+    value = body.pop("n", None)
+    if value is not None:
+        if not (_integer(value) and value >= 1):
+            raise _reject("n", "a whole number >= 1", value)
+        parameters["n"] = value
+    value = body.pop("seed", None)
+    if value is not None:
+        if not (_integer(value) and 0 <= value <= _SEED_MAX):
+            raise _reject("seed", f"an integer from 0 to {_SEED_MAX}", value)
+        parameters["seed"] = value
+    for flag in ("prompt_extend", "watermark"):
+        value = body.pop(flag, None)
+        if value is not None:
+            if not isinstance(value, bool):
+                raise _reject(flag, "true or false", value)
+            parameters[flag] = value
+    parameters.update({key: value for key, value in body.items() if value is not None})
+    wire: Dict[str, Any] = {"model": call.model, "input": wire_input}
+    if parameters:
+        wire["parameters"] = parameters
+    return wire
+
+
+@attrs.frozen
+class ImageTask:
+    """What the polling steps carry: the task and where (and with which headers) to ask about it."""
+
+    task_id: str
+    poll_url: str
+    headers: Tuple[Tuple[str, str], ...]
+
+
+def _task_failed(
+    call: Call, message: str, task_id: Optional[str], response: Optional[WireResponse] = None, **extra: Any
+) -> errors.TaskFailedError:
+    details = {"task_id": task_id, **extra.pop("details", {})}
+    return errors.TaskFailedError(
+        message,
+        status=response.status if response is not None else None,
+        provider=call.provider,
+        model=call.model,
+        body=response.text if response is not None else None,
+        details=details,
+        **extra,
+    )
+
+
+def _advance_image_task(call: Call, response: WireResponse, step: Step) -> Union[Dict[str, Any], FollowUp]:
+    task: Optional[ImageTask] = step.state
+    body = response.json_or_none()
+    output = body.get("output") if isinstance(body, dict) else None
+    if not isinstance(body, dict) or not isinstance(output, dict):
+        raise _task_failed(
+            call, f"image task: expected a JSON object with 'output', got {response.text[:200]!r}", task.task_id if task else None, response
+        )
+    if task is None:  # the submit answer: {"output": {"task_id", "task_status": "PENDING"}, "request_id"}
+        task_id = output.get("task_id")
+        if not task_id:
+            raise _task_failed(call, f"image task: the submit answer has no task_id: {response.text[:200]!r}", None, response)
+        submitted = response.request
+        assert submitted is not None  # the engine hands every response its request
+        base = submitted.url.rsplit(IMAGE_PATH, 1)[0]
+        headers = tuple((k, v) for k, v in submitted.headers.items() if k.lower() not in ("x-dashscope-async", "content-type"))
+        task = ImageTask(str(task_id), f"{base}{TASKS_PATH}{task_id}", headers)
+    status = str(output.get("task_status") or "").upper()
+    if status == _DONE:
+        return _image_result(call, response, body, output, task)
+    if status in _FAILED:
+        reason = output.get("message") or "no reason given"
+        code = output.get("code")
+        raise _task_failed(
+            call,
+            f"image task {task.task_id} ended {status}: {f'{code}: ' if code else ''}{reason}",
+            task.task_id,
+            response,
+            code=code,
+            request_id=body.get("request_id"),
+            details={"task_status": status},
+        )
+    return _poll(call, task, status or "PENDING", step)
+
+
+def _image_result(call: Call, response: WireResponse, body: Dict[str, Any], output: Dict[str, Any], task: ImageTask) -> Dict[str, Any]:
+    """A finished task as OpenAI's images result; sub-images that failed are listed in
+    ``failed_images`` (index, code, message), the successful ones kept."""
+    images: List[Dict[str, Any]] = []
+    failed: List[Dict[str, Any]] = []
+    for index, item in enumerate(output.get("results") or []):
+        if isinstance(item, dict) and isinstance(item.get("url"), str) and item["url"]:
+            image: Dict[str, Any] = {"url": item["url"]}
+            if item.get("actual_prompt"):
+                image["revised_prompt"] = item["actual_prompt"]  # the prompt after prompt_extend rewrote it
+            image.update({k: v for k, v in item.items() if k not in ("url", "actual_prompt")})
+            images.append(image)
+        else:
+            entry = item if isinstance(item, dict) else {}
+            failed.append({"index": index, "code": entry.get("code"), "message": entry.get("message")})
+    if not images:
+        reasons = "; ".join(f"{f['code']}: {f['message']}" for f in failed) or "the task returned no image"
+        raise _task_failed(
+            call,
+            f"image task {task.task_id} produced no image: {reasons}",
+            task.task_id,
+            response,
+            code=failed[0]["code"] if failed else None,
+            request_id=body.get("request_id"),
+            details={"task_status": _DONE, "failed_images": failed},
+        )
+    result: Dict[str, Any] = {"created": int(time.time()), "data": images}
+    if isinstance(body.get("usage"), dict):
+        result["usage"] = dict(body["usage"])  # {"image_count": n}
+    result["task_id"] = task.task_id
+    if body.get("request_id"):
+        result["request_id"] = body["request_id"]
+    if isinstance(output.get("task_metrics"), dict):
+        result["task_metrics"] = dict(output["task_metrics"])
+    if failed:
+        result["failed_images"] = failed
+    return result
+
+
+def _poll(call: Call, task: ImageTask, status: str, step: Step) -> FollowUp:
+    interval = float(call.options.get("poll_interval") or POLL_INTERVAL)
+    timeout = float(call.options.get("task_timeout") or TASK_TIMEOUT)
+    if step.elapsed + interval > timeout:
+        raise _task_failed(
+            call,
+            f"image task {task.task_id} still {status} after {step.elapsed:.1f}s (task_timeout={timeout:g}s);"
+            f" it may still finish upstream (GET /api/v1/tasks/{task.task_id} within 24 hours)",
+            task.task_id,
+            details={"task_status": status},
+        )
+    return FollowUp(WireRequest("GET", task.poll_url, dict(task.headers)), delay=interval, status=status, state=task)
+
+
+# --- multimodal embeddings (native API) -------------------------------------------------------
+
+
+def _content(item: Any, position: int) -> Dict[str, Any]:
+    where = f"input[{position}]"
+    if isinstance(item, str):
+        return {"text": item}
+    if isinstance(item, dict):
+        kind = item.get("type")
+        if kind is None and item:
+            return dict(item)  # DashScope's own content object: {"text"}, {"image"}, {"video"}, ...
+        if kind == "text" and isinstance(item.get("text"), str):
+            return {"text": item["text"]}
+        if kind == "image_url":
+            image = item.get("image_url")
+            url = image.get("url") if isinstance(image, dict) else image
+            if isinstance(url, str) and url:
+                return {"image": url}
+    raise errors.InvalidRequestError(
+        f"dashscope: {where} must be a string, a content object such as {{'image': url}} or {{'video': url}},"
+        f" or an OpenAI text / image_url part, got {item!r:.80}",
+        param=where,
+        allowed="string, {'text'|'image'|'video': ...}, {'type': 'text'|'image_url', ...}",
+    )
+
+
+def multimodal_embedding_request(call: Call) -> Dict[str, Any]:
+    """The native multimodal-embedding body: ``input`` items become ``input.contents``,
+    ``dimensions`` becomes ``parameters.dimension``, other provider fields go to ``parameters``."""
+    body = dict(call.body)
+    body.pop("model", None)
+    body.pop("user", None)
+    encoding = body.pop("encoding_format", None)
+    if encoding not in (None, "float", "base64"):  # the API sends floats; base64 is encoded on the way back
+        raise _reject("encoding_format", "'float' or 'base64'", encoding)
+    parameters = _mapping(body, "parameters")
+    items = body.pop("input", None)
+    items = [items] if isinstance(items, (str, dict)) else items
+    if not isinstance(items, list) or not items:
+        raise _reject("input", "a string, a content object, or a non-empty list of them", items)
+    dimensions = body.pop("dimensions", None)
+    if dimensions is not None:
+        parameters["dimension"] = dimensions
+    parameters.update({key: value for key, value in body.items() if value is not None})
+    wire: Dict[str, Any] = {"model": call.model, "input": {"contents": [_content(item, i) for i, item in enumerate(items)]}}
+    if parameters:
+        wire["parameters"] = parameters
+    return wire
+
+
+def _multimodal_embeddings(call: Call, response: WireResponse) -> Dict[str, Any]:
+    body = openai.parse_response(call, response)
+    output = body.get("output")
+    items = output.get("embeddings") if isinstance(output, dict) else None
+    if not isinstance(items, list):
+        raise openai.malformed_response(call, response, f"a multimodal-embedding answer needs output.embeddings: {response.text[:200]!r}")
+    data = []
+    for position, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("embedding"), list):
+            raise openai.malformed_response(call, response, f"output.embeddings[{position}] has no embedding list")
+        index = item.get("index")
+        entry: Dict[str, Any] = {"object": "embedding", "index": index if _integer(index) else position, "embedding": item["embedding"]}
+        entry.update({k: v for k, v in item.items() if k not in entry})  # "type": text / image / video
+        if call.body.get("encoding_format") == "base64":  # OpenAI's: little-endian float32, base64
+            vector = entry["embedding"]
+            entry["embedding"] = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+        data.append(entry)
+    data.sort(key=lambda entry: int(entry["index"]))
+    native: Dict[str, Any] = body["usage"] if isinstance(body.get("usage"), dict) else {}
+    tokens = native.get("input_tokens", 0)
+    usage = {"prompt_tokens": tokens, "total_tokens": tokens, **{k: v for k, v in native.items() if k != "input_tokens"}}
+    result: Dict[str, Any] = {"object": "list", "data": data, "model": call.model, "usage": usage}
+    if body.get("request_id"):
+        result["request_id"] = body["request_id"]
+    return result
+
+
+@hookimpl
+def encode_response(call: Call, result: Dict[str, Any]) -> Optional[WireResponse]:
+    """The native multimodal-embedding answer for an OpenAI embeddings result (other
+    calls use OpenAI's encoder: compatible mode answers in OpenAI's shapes)."""
+    if call.operation != "embedding" or not is_multimodal_embedding(call.model):
+        return None
+    embeddings = [{k: v for k, v in item.items() if k != "object"} for item in result.get("data") or []]
+    for item in embeddings:
+        if isinstance(item.get("embedding"), str):  # a base64 result: the API sent floats
+            raw = base64.b64decode(item["embedding"])
+            item["embedding"] = list(struct.unpack(f"<{len(raw) // 4}f", raw))
+    usage = dict(result.get("usage") or {})
+    native_usage = {"input_tokens": usage.pop("prompt_tokens", 0), **{k: v for k, v in usage.items() if k != "total_tokens"}}
+    wire: Dict[str, Any] = {"output": {"embeddings": embeddings}, "usage": native_usage}
+    if result.get("request_id"):
+        wire["request_id"] = result["request_id"]
+    return WireResponse(200, {"content-type": "application/json"}, openai.dumps(wire).encode("utf-8"))
 
 
 def _region_used(call: Call) -> str:
