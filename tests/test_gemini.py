@@ -786,9 +786,12 @@ general_settings: {{master_key: os.environ/GATEWAY_MASTER}}
     server, thread, url = run_server(app_from_config(str(config)))
     try:
         sdk = openai_sdk.OpenAI(base_url=f"{url}/v1", api_key="sk-master", max_retries=0)
-        result = sdk.chat.completions.create(model="gem", messages=[{"role": "system", "content": "terse"}, {"role": "user", "content": "hello"}], max_tokens=20)
+        raw = sdk.chat.completions.with_raw_response.create(model="gem", messages=[{"role": "system", "content": "terse"}, {"role": "user", "content": "hello"}], max_tokens=20)
+        result = raw.parse()
         assert result.choices[0].message.content == "You said: hello" and result.choices[0].finish_reason == "stop"
-        assert result.usage.total_tokens == 7 and result.model == "gemini-2.5-flash-001"
+        # The gateway answers with the name the client asked for; the upstream's is in a header.
+        assert result.usage.total_tokens == 7 and result.model == "gem"
+        assert raw.headers["x-modelport-upstream-model"] == "gemini-2.5-flash-001"
         assert gemini.last["json"] == {
             "contents": [{"role": "user", "parts": [{"text": "hello"}]}],
             "systemInstruction": {"parts": [{"text": "terse"}]},

@@ -15,96 +15,34 @@ that disconnects cancels its upstream call.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import hmac
 import logging
-from typing import Any, AsyncIterator, Awaitable, Dict, Iterable, List, Optional, Set, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
-import attrs
+from ..client import AsyncClient
+from ..errors import ConfigError, ModelportError
+from ._app import Auth, CallRecord, Gateway, GatewaySettings, Identity
+from ._edge import client_error
 
-from ..client import CALL_OPTIONS, AsyncClient
-from ..errors import ConfigError, InvalidRequestError, ModelportError
-from ..transport import encode_json
-from ._edge import (
-    BodyTooLarge,
-    check_param_types,
-    client_error,
-    error_json,
-    limited_receive,
-    parse_json_body,
-    request_id_for,
-)
-
-__all__ = ["GatewaySettings", "create_app", "app_from_config", "check_config", "serve", "error_body"]
+__all__ = [
+    "GatewaySettings",
+    "Gateway",
+    "Identity",
+    "Auth",
+    "CallRecord",
+    "create_app",
+    "app_from_config",
+    "check_config",
+    "serve",
+    "error_body",
+]
 
 log = logging.getLogger("modelport.server")
-
-_MB = 1024 * 1024
-
-
-@attrs.frozen
-class GatewaySettings:
-    """Limits and switches of one gateway (``general_settings`` in the config, or CLI flags)."""
-
-    #: JSON bodies above this are answered 413 before they are read whole (LiteLLM's key).
-    max_request_size_mb: float = 16.0
-    #: Multipart bodies (audio uploads) above this are answered 413.
-    max_upload_size_mb: float = 32.0
-    #: Upstream connections the gateway keeps open at most (its pool size).
-    max_connections: int = 1000
 
 
 def error_body(error: BaseException, request_id: str = "") -> Tuple[int, Dict[str, Any], Dict[str, str]]:
     """(status, OpenAI error JSON, headers) for any exception, safe to send to a client."""
     return client_error(error, request_id or "req_unknown")
-
-
-class _ModelNotFound(Exception):
-    def __init__(self, model: str, known: List[str]) -> None:
-        super().__init__(model)
-        self.model = model
-        self.known = known
-
-
-class _ClientGone(Exception):
-    """The client disconnected before its answer was ready."""
-
-
-async def _until_disconnected(receive: Any) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
-
-
-async def _unless_disconnected(receive: Any, work: Awaitable[Any]) -> Any:
-    """``work``'s result, or ``_ClientGone`` (with ``work`` cancelled, which frees its
-    upstream connection) when the client disconnects first."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_until_disconnected(receive))
-    try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        watcher.cancel()
-    if task.done():
-        return task.result()
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await task
-    raise _ClientGone()
-
-
-_REQUIRED = {
-    "chat": ("messages",),
-    "text_completion": ("prompt",),
-    "embedding": ("input",),
-    "rerank": ("query", "documents"),
-    "transcription": ("file",),
-    "image_generation": ("prompt",),
-}
-_STREAMS = frozenset({"chat", "text_completion"})
-_MULTIPART_NUMBERS = {"temperature": float}
 
 
 def create_app(
@@ -115,192 +53,28 @@ def create_app(
     settings: Optional[GatewaySettings] = None,
 ) -> Any:
     """The ASGI app. ``allow_direct_models`` also accepts ``provider/model`` strings."""
-    from starlette.applications import Starlette
-    from starlette.datastructures import UploadFile
-    from starlette.exceptions import HTTPException
-    from starlette.requests import Request
-    from starlette.responses import Response, StreamingResponse
-    from starlette.routing import Route
+    gateway = Gateway(client, master_key=master_key, allow_direct_models=allow_direct_models, settings=settings)
+    return gateway.app(feature_routes(gateway))
 
-    settings = settings or GatewaySettings()
-    json_limit = int(settings.max_request_size_mb * _MB)
-    upload_limit = int(settings.max_upload_size_mb * _MB)
-    router = client.router
-    retries = router.config.num_retries if router is not None and router.config.num_retries is not None else client.policy.retries
 
-    def json_response(payload: Any, status: int = 200, headers: Optional[Dict[str, str]] = None) -> Response:
-        return Response(encode_json(payload), status_code=status, media_type="application/json", headers=headers)
+#: Feature modules of the gateway, each ``server/<name>.py`` with ``routes(gateway)``.
+FEATURES = ("_responses", "_messages", "_monitoring", "_teams", "_admin")
 
-    def failure(error: BaseException, request_id: str) -> Response:
-        status, payload, headers = client_error(error, request_id, retried=retries > 0)
-        return json_response(payload, status, headers)
 
-    def authorised(request: Request) -> bool:
-        if not master_key:
-            return True
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), master_key.encode())
+def feature_routes(gateway: Gateway) -> List[Any]:
+    """Routes of the gateway's feature modules (other API shapes, admin, monitoring)."""
+    import importlib
 
-    def unauthorised(request_id: str) -> Response:
-        payload = error_json("invalid or missing API key (Authorization: Bearer <master key>)", 401, "invalid_api_key")
-        return json_response(payload, 401, {"x-request-id": request_id})
-
-    def provider_options(model: str) -> Iterable[str]:
-        targets = [d.model for d in router.deployments(model)] if router is not None and model in router else [model]
-        names: Set[str] = set()
-        for target in targets:
-            try:
-                names.update(client.provider_hooks(target.split("/", 1)[0]).info.options)
-            except ModelportError:
-                continue
-        return names
-
-    async def read_body(request: Request) -> Tuple[Dict[str, Any], Dict[str, Any]]:
-        """(fields, uploaded files) of a JSON or multipart body, within the limits."""
-        content_type = request.headers.get("content-type", "")
-        multipart = content_type.startswith("multipart/form-data")
-        limit = upload_limit if multipart else json_limit
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
-            raise BodyTooLarge(limit)
-        bounded = Request(request.scope, limited_receive(request.receive, limit))
-        if not multipart:
-            return parse_json_body(await bounded.body()), {}
+    routes: List[Any] = []
+    for name in FEATURES:
         try:
-            form = await bounded.form(max_files=8, max_fields=256, max_part_size=_MB)
-        except BodyTooLarge:
+            module = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"{__name__}.{name}":  # a feature not built yet
+                continue
             raise
-        except Exception as exc:  # python-multipart / starlette parse errors
-            detail = exc.detail if isinstance(exc, HTTPException) else "it could not be parsed"
-            raise InvalidRequestError(f"the multipart body is malformed: {detail}") from None
-        fields: Dict[str, Any] = {}
-        files: Dict[str, Any] = {}
-        for key, value in form.multi_items():
-            if isinstance(value, UploadFile):
-                files[key] = (value.filename or key, await value.read(), value.content_type or "application/octet-stream")
-            elif key.endswith("[]"):  # OpenAI's repeated array fields, e.g. timestamp_granularities[]
-                fields.setdefault(key[:-2], []).append(value)
-            elif key in _MULTIPART_NUMBERS:
-                try:
-                    fields[key] = _MULTIPART_NUMBERS[key](value)
-                except ValueError:
-                    raise InvalidRequestError(f"'{key}' must be a number, got {value[:40]!r}", param=key) from None
-            elif key == "stream":
-                raise InvalidRequestError("streaming is not offered for this endpoint", param="stream")
-            else:
-                fields[key] = value
-        return fields, files
-
-    def prepare(operation: str, body: Dict[str, Any]) -> Tuple[str, List[str]]:
-        model = body.pop("model", None)
-        if not isinstance(model, str) or not model:
-            raise InvalidRequestError("'model' is required", param="model")
-        known = client.model_names
-        if model not in known and not (allow_direct_models and "/" in model):
-            raise _ModelNotFound(model, known)
-        check_param_types(body)
-        if body.get("stream") and operation not in _STREAMS:
-            raise InvalidRequestError("streaming is not offered for this endpoint; leave 'stream' out", param="stream")
-        blocked = (CALL_OPTIONS | set(provider_options(model))) & set(body)
-        for name in blocked:
-            del body[name]
-        return model, sorted(blocked)
-
-    def endpoint(operation: str) -> Any:
-        required = _REQUIRED[operation]
-
-        async def handle(request: Request) -> Response:
-            request_id = request_id_for(request.headers)
-            if not authorised(request):
-                return unauthorised(request_id)
-            try:
-                body, files = await read_body(request)
-                model, ignored = prepare(operation, body)
-                for name in required:
-                    if name not in body and name not in files:
-                        raise InvalidRequestError(f"'{name}' is required", param=name)
-                if operation == "transcription" and "file" not in files:
-                    raise InvalidRequestError("'file' must be an uploaded file (multipart/form-data)", param="file")
-                headers = {"x-request-id": request_id}
-                if ignored:
-                    headers["x-modelport-ignored-params"] = ",".join(ignored)
-                upload = {"file": files["file"]} if operation == "transcription" else None
-                if body.get("stream"):
-                    stream = await client._run(operation, model, body, {}, upload)
-                    return stream_response(stream, headers, request_id)
-                result = await _unless_disconnected(request.receive, client._run(operation, model, body, {}, upload))
-                if operation == "transcription" and body.get("response_format") in ("text", "srt", "vtt"):
-                    return Response(result.text, media_type="text/plain", headers=headers)
-                return json_response(result.to_dict(), headers=headers)
-            except _ModelNotFound as missing:
-                message = f"model {missing.model!r} is not served here; models: {', '.join(missing.known) or 'none'}"
-                return json_response(error_json(message, 404, "model_not_found", "model"), 404, {"x-request-id": request_id})
-            except _ClientGone:
-                log.info("request %s: the client disconnected; its upstream call was cancelled", request_id)
-                return Response(status_code=499)
-            except Exception as error:  # every failure becomes an OpenAI-shaped error
-                return failure(error, request_id)
-
-        return handle
-
-    def stream_response(stream: Any, headers: Dict[str, str], request_id: str) -> Response:
-        async def events() -> AsyncIterator[bytes]:
-            try:
-                async for chunk in stream:
-                    yield b"data: " + encode_json(chunk.to_dict()) + b"\n\n"
-            except ModelportError as error:
-                yield b"data: " + encode_json(client_error(error, request_id)[1]) + b"\n\n"
-                return
-            finally:
-                await stream.aclose()
-            yield b"data: [DONE]\n\n"
-
-        return StreamingResponse(events(), media_type="text/event-stream", headers={"cache-control": "no-cache", **headers})
-
-    async def models(request: Request) -> Response:
-        request_id = request_id_for(request.headers)
-        if not authorised(request):
-            return unauthorised(request_id)
-        data = [{"id": name, "object": "model", "created": 0, "owned_by": "modelport"} for name in client.model_names]
-        return json_response({"object": "list", "data": data}, headers={"x-request-id": request_id})
-
-    async def health(request: Request) -> Response:
-        return json_response({"status": "ok", "models": len(client.model_names)})
-
-    async def http_error(request: Request, exc: Exception) -> Response:
-        status = exc.status_code if isinstance(exc, HTTPException) else 500
-        if status == 404:
-            payload = error_json(f"no route {request.url.path}; see /v1/models and the OpenAI API paths", 404, "unknown_route")
-        elif status == 405:
-            payload = error_json(f"{request.method} is not allowed on {request.url.path}", 405, "method_not_allowed")
-        else:
-            payload = error_json("the request could not be handled", status, "invalid_request")
-        return json_response(payload, status, {"x-request-id": request_id_for(request.headers)})
-
-    routes = []
-    for path, operation in (
-        ("/chat/completions", "chat"),
-        ("/completions", "text_completion"),
-        ("/embeddings", "embedding"),
-        ("/rerank", "rerank"),
-        ("/audio/transcriptions", "transcription"),
-        ("/images/generations", "image_generation"),
-    ):
-        handler = endpoint(operation)
-        routes += [Route(f"/v1{path}", handler, methods=["POST"]), Route(path, handler, methods=["POST"])]
-    routes += [
-        Route("/v1/models", models, methods=["GET"]),
-        Route("/models", models, methods=["GET"]),
-        Route("/health", health, methods=["GET"]),
-    ]
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Any) -> AsyncIterator[None]:
-        yield
-        await client.aclose()
-
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})
+        routes.extend(module.routes(gateway))
+    return routes
 
 
 def check_config(client: AsyncClient) -> List[str]:

@@ -124,11 +124,11 @@ def _assemble(call: Call, response: WireResponse) -> Dict[str, Any]:
 
 @attrs.frozen
 class ImageTask:
-    """What the polling steps carry: the task and where to ask about it."""
+    """What the polling steps carry: the task and where to ask about it (never
+    credentials: each poll copies its headers from the request before it)."""
 
     task_id: str
     poll_url: str
-    headers: Dict[str, str]
 
 
 def _task_failed(call: Call, message: str, task_id: Optional[str], response: Optional[WireResponse] = None, **extra: Any) -> errors.TaskFailedError:
@@ -152,12 +152,8 @@ def _advance_image_task(call: Call, response: WireResponse, step: Step) -> Union
         task_id = body.get("task_id")
         if not task_id:
             raise _task_failed(call, f"image task: the submit answer has no task_id: {response.text[:200]!r}", None, response)
-        submitted = response.request
-        assert submitted is not None  # the engine hands every response its request
-        base = submitted.url.rsplit("/images/generations", 1)[0]
-        headers = {k: v for k, v in submitted.headers.items() if k.lower() != "x-modelscope-async-mode"}
-        headers["X-ModelScope-Task-Type"] = "image_generation"
-        return _poll(call, ImageTask(str(task_id), f"{base}/tasks/{task_id}", headers), "SUBMITTED", step)
+        base = _sent(response).url.rsplit("/images/generations", 1)[0]
+        return _poll(call, ImageTask(str(task_id), f"{base}/tasks/{task_id}"), "SUBMITTED", step, response)
     status = str(body.get("task_status") or "")
     if status == _DONE:
         images = body.get("output_images") or []
@@ -165,7 +161,7 @@ def _advance_image_task(call: Call, response: WireResponse, step: Step) -> Union
     if status == _FAILED:
         reason = (body.get("errors") or {}).get("message") or "no reason given"
         raise _task_failed(call, f"image task {task.task_id} failed: {reason}", task.task_id, response, request_id=body.get("request_id"))
-    return _poll(call, task, status or "PENDING", step)
+    return _poll(call, task, status or "PENDING", step, response)
 
 
 def _created(response: WireResponse) -> int:
@@ -176,14 +172,21 @@ def _created(response: WireResponse) -> int:
         return 0
 
 
-def _poll(call: Call, task: ImageTask, status: str, step: Step) -> FollowUp:
+def _sent(response: WireResponse) -> WireRequest:
+    assert response.request is not None  # the engine hands every response its request
+    return response.request
+
+
+def _poll(call: Call, task: ImageTask, status: str, step: Step, response: WireResponse) -> FollowUp:
     timeout = float(call.options.get("task_timeout") or TASK_TIMEOUT)
     interval = float(call.options.get("poll_interval") or POLL_INTERVAL)
     if step.elapsed + interval > timeout:
         raise _task_failed(
             call, f"image task {task.task_id} still {status} after {step.elapsed:.1f}s (task_timeout={timeout:g}s)", task.task_id
         )
-    return FollowUp(WireRequest("GET", task.poll_url, task.headers), delay=interval, status=status, state=task)
+    headers = {k: v for k, v in _sent(response).headers.items() if k.lower() not in ("x-modelscope-async-mode", "content-type")}
+    headers["X-ModelScope-Task-Type"] = "image_generation"
+    return FollowUp(WireRequest("GET", task.poll_url, headers), delay=interval, status=status, state=task)
 
 
 # --- errors ------------------------------------------------------------------------------------
