@@ -335,11 +335,31 @@ _COMMANDS = {
 }
 
 
+#: Core command modules beyond this file, each ``modelport/<name>.py`` with
+#: ``commands() -> List[CliCommand]`` (imported only to build the parser).
+COMMAND_MODULES = ("_cli_teams", "_cli_batch", "_cli_models")
+
+
+def _core_extensions() -> List[Any]:
+    import importlib
+
+    found: List[Any] = []
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"modelport.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"modelport.{name}":  # not built yet
+                continue
+            raise
+        found.extend(module.commands())
+    return found
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser, sub = _build_parser()
     first = next((a for a in argv if not a.startswith("-")), None)
-    extensions = [] if first in _PLUGIN_FREE else _plugin_extensions()
+    extensions = [*_core_extensions(), *([] if first in _PLUGIN_FREE else _plugin_extensions())]
     runners = _extend(sub, extensions)
     args = parser.parse_args(argv)
     args._extensions = extensions

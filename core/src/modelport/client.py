@@ -369,11 +369,17 @@ class Client(_ClientBase):
 
     @property
     def transport(self) -> "SyncHTTPTransport":
+        """The network layer (built on first use); assign one with the same methods to
+        replace it (a wrapper that records or traces, a test double)."""
         if self._transport is None:
             from .transport import SyncHTTPTransport
 
             self._transport = SyncHTTPTransport(max_connections=self.max_connections, httpx_transport=self._httpx_transport)
         return self._transport
+
+    @transport.setter
+    def transport(self, value: "SyncHTTPTransport") -> None:
+        self._transport = value
 
     def _run(self, operation: str, model: Any, body: Dict[str, Any], kwargs: Dict[str, Any], files: Files = None) -> Any:
         on_progress = kwargs.pop("on_progress", None)
@@ -460,11 +466,16 @@ class AsyncClient(_ClientBase):
 
     @property
     def transport(self) -> "AsyncHTTPTransport":
+        """The network layer (built on first use); assignable, as on ``Client``."""
         if self._transport is None:
             from .transport import AsyncHTTPTransport
 
             self._transport = AsyncHTTPTransport(max_connections=self.max_connections)
         return self._transport
+
+    @transport.setter
+    def transport(self, value: "AsyncHTTPTransport") -> None:
+        self._transport = value
 
     async def _run(self, operation: str, model: Any, body: Dict[str, Any], kwargs: Dict[str, Any], files: Files = None) -> Any:
         on_progress = kwargs.pop("on_progress", None)

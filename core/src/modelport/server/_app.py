@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.responses import Response
 
-__all__ = ["Gateway", "GatewaySettings", "Identity", "Auth", "CallRecord", "ModelNotServed", "OPERATIONS_BY_PATH"]
+__all__ = ["Gateway", "GatewaySettings", "Identity", "RateLimit", "Auth", "Guard", "CallRecord", "ModelNotServed", "OPERATIONS_BY_PATH"]
 
 log = logging.getLogger("modelport.server")
 
@@ -63,6 +63,8 @@ REQUIRED = {
     "image_generation": ("prompt",),
 }
 STREAMING_OPERATIONS = frozenset({"chat", "text_completion"})
+#: Call options a key may be allowed to set from a request body.
+_CLIENT_OPTIONS = frozenset({"api_base", "base_url", "api_key", "extra_headers"})
 _MULTIPART_NUMBERS = {"temperature": float}
 #: OpenAI paths (also served without ``/v1``) and the operation behind each.
 OPERATIONS_BY_PATH = (
@@ -88,6 +90,16 @@ class GatewaySettings:
 
 
 @attrs.frozen
+class RateLimit:
+    """Limits of one scope (``key:<hash>``, ``user:<id>``, ``team:<id>``); None: no limit."""
+
+    scope: str
+    rpm: Optional[int] = None
+    tpm: Optional[int] = None
+    max_parallel_requests: Optional[int] = None
+
+
+@attrs.frozen
 class Identity:
     """Who is calling: the master key, or a virtual key with what it may do."""
 
@@ -98,7 +110,19 @@ class Identity:
     team_id: Optional[str] = None
     #: Model names this caller may use (None: all).
     models: Optional[Tuple[str, ...]] = None
+    #: Rate limits that apply to this caller (its key's, user's and team's).
+    rate_limits: Tuple[RateLimit, ...] = ()
+    #: The key may set call options (api_base, api_key, extra_headers) in request bodies.
+    allow_client_options: bool = False
     metadata: Dict[str, Any] = attrs.field(factory=dict)
+
+
+class Guard(Protocol):
+    """Admits a call before it runs (rate limits, budgets): raise a ``ProviderError``
+    (``RateLimitError`` with ``retry_after``, ...) to refuse it; the returned callable,
+    if any, runs when the call is over (to release what ``admit`` took)."""
+
+    async def admit(self, identity: Identity, operation: str, model: str, body: Dict[str, Any]) -> Optional[Callable[["CallRecord"], Awaitable[None]]]: ...
 
 
 class Auth(Protocol):
@@ -204,6 +228,7 @@ class Gateway:
         self.allow_direct_models = allow_direct_models
         self.auth: Auth = auth or MasterKeyAuth(master_key)
         self.observers: List[Observer] = []
+        self.guards: List[Guard] = []
         self.on_startup: List[Callable[[], Awaitable[None]]] = []
         self.on_shutdown: List[Callable[[], Awaitable[None]]] = []
         self._json_limit = int(self.settings.max_request_size_mb * _MB)
@@ -288,8 +313,9 @@ class Gateway:
         router = self.client.router
         return (router is not None and model in router) or (self.allow_direct_models and "/" in model)
 
-    def prepare(self, operation: str, body: Dict[str, Any], identity: Identity) -> Tuple[str, List[str]]:
-        """Check ``body`` for ``operation``; the model it names and the ignored call options."""
+    def prepare(self, operation: str, body: Dict[str, Any], identity: Identity) -> Tuple[str, List[str], Dict[str, Any]]:
+        """Check ``body`` for ``operation``: the model it names, the call options it held
+        that are ignored, and those the caller's key may set (taken out of the body)."""
         model = body.pop("model", None)
         if not isinstance(model, str) or not model:
             raise InvalidRequestError("'model' is required", param="model")
@@ -303,9 +329,13 @@ class Gateway:
         if body.get("stream") and operation not in STREAMING_OPERATIONS:
             raise InvalidRequestError("streaming is not offered for this endpoint; leave 'stream' out", param="stream")
         blocked = (CALL_OPTIONS | set(self._provider_options(model))) & set(body)
+        options: Dict[str, Any] = {}
+        if identity.allow_client_options:  # such a key's own options become call options
+            options = {name: body.pop(name) for name in blocked & _CLIENT_OPTIONS}
+            blocked -= set(options)
         for name in blocked:
             del body[name]
-        return model, sorted(blocked)
+        return model, sorted(blocked), options
 
     # -- calling ----------------------------------------------------------------------------
 
@@ -317,28 +347,51 @@ class Gateway:
                 log.exception("observer %r failed", observer)
 
     async def call(
-        self, request: "Request", identity: Identity, operation: str, model: str, body: Dict[str, Any], upload: Any = None, *, request_id: str
+        self,
+        request: "Request",
+        identity: Identity,
+        operation: str,
+        model: str,
+        body: Dict[str, Any],
+        upload: Any = None,
+        *,
+        request_id: str,
+        options: Optional[Dict[str, Any]] = None,
     ) -> Any:
         """Run one operation for a client: the typed result, or an open stream (then the
         call is observed when the stream ends). Cancels the upstream call when the client leaves."""
         started = time.monotonic()
         stream = bool(body.get("stream"))
+        options = options or {}
+        releases = []
+        for guard in self.guards:
+            release = await guard.admit(identity, operation, model, body)
+            if release is not None:
+                releases.append(release)
         try:
             if stream:
-                opened = await self.client._run(operation, model, body, {}, upload)
-                return _ObservedStream(opened, self, CallRecord(request_id, identity, operation, model, 200, 0.0, stream=True), started)
-            result = await unless_disconnected(request.receive, self.client._run(operation, model, body, {}, upload))
-        except ClientGone:
-            raise
-        except Exception as error:
-            status = client_error(error, request_id)[0] if not isinstance(error, ModelNotServed) else 404
-            self.observe(CallRecord(request_id, identity, operation, model, status, time.monotonic() - started, error=error, stream=stream))
+                opened = await self.client._run(operation, model, body, dict(options), upload)
+                record = CallRecord(request_id, identity, operation, model, 200, 0.0, stream=True)
+                return _ObservedStream(opened, self, record, started, releases)
+            result = await unless_disconnected(request.receive, self.client._run(operation, model, body, dict(options), upload))
+        except BaseException as error:
+            status = 499 if isinstance(error, ClientGone) else client_error(error, request_id)[0]
+            await self.finish(CallRecord(request_id, identity, operation, model, status, time.monotonic() - started, error=error, stream=stream), releases)
             raise
         usage: Any = result.get("usage") if hasattr(result, "get") else None
         usage_dict = usage.to_dict() if usage is not None and hasattr(usage, "to_dict") else usage
         upstream = result.get("model") if hasattr(result, "get") else None
-        self.observe(CallRecord(request_id, identity, operation, model, 200, time.monotonic() - started, usage_dict, upstream))
+        await self.finish(CallRecord(request_id, identity, operation, model, 200, time.monotonic() - started, usage_dict, upstream), releases)
         return result
+
+    async def finish(self, record: CallRecord, releases: List[Callable[[CallRecord], Awaitable[None]]]) -> None:
+        """A call is over: give back what guards took, tell the observers."""
+        for release in releases:
+            try:
+                await release(record)
+            except Exception:
+                log.exception("releasing a guard failed")
+        self.observe(record)
 
     def stream_response(self, stream: Any, headers: Dict[str, str], request_id: str, alias: Optional[str] = None) -> "Response":
         """Server-sent events of ``stream``'s chunks (the ``model`` field set to ``alias``)."""
@@ -373,7 +426,7 @@ class Gateway:
                 if identity is None:
                     return self.unauthorised(request_id)
                 body, files = await self.read_body(request)
-                model, ignored = self.prepare(operation, body, identity)
+                model, ignored, options = self.prepare(operation, body, identity)
                 for name in required:
                     if name not in body and name not in files:
                         raise InvalidRequestError(f"'{name}' is required", param=name)
@@ -383,7 +436,7 @@ class Gateway:
                 if ignored:
                     headers["x-modelport-ignored-params"] = ",".join(ignored)
                 upload = {"file": files["file"]} if operation == "transcription" else None
-                result = await self.call(request, identity, operation, model, body, upload, request_id=request_id)
+                result = await self.call(request, identity, operation, model, body, upload, request_id=request_id, options=options)
                 if isinstance(result, _ObservedStream):
                     return self.stream_response(result, headers, request_id, alias=model)
                 if operation == "transcription" and body.get("response_format") in ("text", "srt", "vtt"):
@@ -463,11 +516,12 @@ class Gateway:
 class _ObservedStream:
     """An open stream that tells the gateway's observers how it went when it ends."""
 
-    def __init__(self, stream: Any, gateway: Gateway, record: CallRecord, started: float) -> None:
+    def __init__(self, stream: Any, gateway: Gateway, record: CallRecord, started: float, releases: List[Any]) -> None:
         self._stream = stream
         self._gateway = gateway
         self._record = record
         self._started = started
+        self._releases = releases
         self._usage: Optional[Dict[str, Any]] = None
         self._upstream: Optional[str] = None
         self._error: Optional[BaseException] = None
@@ -494,7 +548,6 @@ class _ObservedStream:
             await self._stream.aclose()
         finally:
             status = 200 if self._error is None else client_error(self._error, self._record.request_id)[0]
-            self._gateway.observe(
-                attrs.evolve(self._record, status=status, seconds=time.monotonic() - self._started, usage=self._usage,
-                             upstream_model=self._upstream, error=self._error)  # fmt: skip
-            )
+            record = attrs.evolve(self._record, status=status, seconds=time.monotonic() - self._started, usage=self._usage,
+                                  upstream_model=self._upstream, error=self._error)  # fmt: skip
+            await self._gateway.finish(record, self._releases)
