@@ -89,6 +89,11 @@ def default_async_client() -> AsyncClient:
     return _default_async_client
 
 
+def stream_chunk_builder(chunks: List[Any], messages: Optional[List[Any]] = None) -> Any:
+    """LiteLLM's name for ``stream_to_completion`` (``messages`` is accepted and unused)."""
+    return stream_to_completion(chunks)
+
+
 def completion(model: str, messages: List[Any], **kwargs: Any) -> Any:
     """Chat completion through the shared client; see ``Client.completion``."""
     return default_client().completion(model, messages, **kwargs)
@@ -159,6 +164,7 @@ __all__ = [
     "image_generation",
     "aimage_generation",
     "stream_to_completion",
+    "stream_chunk_builder",
     "save_images",
     "SSEDecoder",
     "NDJSONDecoder",

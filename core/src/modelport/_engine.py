@@ -63,6 +63,8 @@ class Send:
     request: WireRequest
     stream: bool
     timeout: Any
+    #: TLS verification for this request (None: the client's transport as it is).
+    verify: Any = None
 
 
 @attrs.frozen
@@ -133,15 +135,19 @@ class ChunkParser:
     An error raised while parsing is held until the chunks before it are delivered.
     """
 
-    __slots__ = ("_decoder", "_parse", "_load", "_call", "done", "error")
+    __slots__ = ("_decoder", "_parse", "_load", "_call", "done", "error", "content_type")
 
-    def __init__(self, decoder: StreamDecoder, parse: Callable[[Call, Any], Any], load: Callable[[Any], Any], call: Call) -> None:
+    def __init__(
+        self, decoder: StreamDecoder, parse: Callable[[Call, Any], Any], load: Callable[[Any], Any], call: Call, content_type: str = ""
+    ) -> None:
         self._decoder = decoder
         self._parse = parse
         self._load = load
         self._call = call
         self.done = False
         self.error: Optional[BaseException] = None
+        #: The stream's content type: a plain JSON answer to a streaming request is named as such.
+        self.content_type = content_type
 
     def feed(self, raw: bytes) -> List[Any]:
         if self.done:
@@ -187,10 +193,17 @@ class ChunkParser:
         out = self._typed(self._decoder.flush())
         if not self.done:
             call = self._call
-            cut = " in the middle of an event" if self._decoder.has_partial_line else ""
-            self.error = stamp_error(
-                _interrupted(f"the stream ended{cut} before its end marker; the response is incomplete"), call
-            )
+            if self.content_type.startswith("application/json"):
+                from .errors import MalformedResponseError
+
+                error: ProviderError = MalformedResponseError(
+                    "the upstream answered a streaming request with a plain JSON body instead of a stream"
+                    " (content-type application/json); it may not support stream=True"
+                )
+            else:
+                cut = " in the middle of an event" if self._decoder.has_partial_line else ""
+                error = _interrupted(f"the stream ended{cut} before its end marker; the response is incomplete")
+            self.error = stamp_error(error, call)
             self.done = True
         return out
 
@@ -265,14 +278,14 @@ def _log_request(request: WireRequest, call: Call) -> None:
     )
 
 
-def _send(hooks: Any, call: Call, request: WireRequest, policy: RetryPolicy, timeout: Any) -> Engine:
+def _send(hooks: Any, call: Call, request: WireRequest, policy: RetryPolicy, timeout: Any, verify: Any = None) -> Engine:
     """Send ``request`` with retries; the 2xx response (or open stream handle)."""
     attempt = 0
     while True:
         if log.isEnabledFor(logging.DEBUG):
             _log_request(request, call)
         try:
-            response = yield Send(request, call.stream, timeout)
+            response = yield Send(request, call.stream, timeout, verify)
         except (APIConnectionError, APITimeoutError) as exc:
             error: ProviderError = stamp_error(exc, call)
         else:
@@ -294,6 +307,11 @@ def prepared_request(hooks: Any, call: Call) -> WireRequest:
 
 def _outgoing(request: WireRequest, call: Call) -> WireRequest:
     request = request.with_headers(call.extra_headers)
+    if call.extra_query:
+        from urllib.parse import urlencode
+
+        joiner = "&" if "?" in request.url else "?"
+        request = attrs.evolve(request, url=f"{request.url}{joiner}{urlencode(dict(call.extra_query), doseq=True)}")
     if "@" in request.url:
         request = _userinfo_as_header(request)
     info = call.info
@@ -329,6 +347,7 @@ def run_call(
     *,
     timeout: Any = None,
     mock: Any = None,
+    verify: Any = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> Engine:
     """One call, start to finish: the typed-ready result dict, or an ``OpenStream``."""
@@ -338,10 +357,11 @@ def run_call(
     started = clock()
     number, state = 1, None
     while True:
-        response = yield from _send(hooks, call, request, policy, timeout)
+        response = yield from _send(hooks, call, request, policy, timeout, verify)
         if type(response) is not WireResponse:
             decoder = hooks.stream_decoder(call)
-            parser = ChunkParser(decoder, hooks.parse_stream_chunk, _chunk_loader(call.operation), call)
+            content_type = response.head.headers.get("content-type", "")
+            parser = ChunkParser(decoder, hooks.parse_stream_chunk, _chunk_loader(call.operation), call, content_type)
             return OpenStream(response, parser, call)
         result = hooks.transform_response(call, response, Step(number, clock() - started, state))
         if not isinstance(result, FollowUp):

@@ -54,6 +54,9 @@ CALL_OPTIONS = frozenset(
         "drop_params",
         "mock_response",
         "on_progress",
+        "extra_query",
+        "ssl_verify",
+        "custom_llm_provider",
     }
 )
 
@@ -86,12 +89,13 @@ def _registry() -> Any:
     return _REGISTRY
 
 
-def _split_model(model: Any) -> Tuple[str, str]:
+def _split_model(model: Any, aliases: Optional[List[str]] = None) -> Tuple[str, str]:
     if not isinstance(model, str) or "/" not in model.strip("/"):
         installed = ", ".join(_registry().names()) or "none installed"
+        known = f"; the config's model names: {', '.join(aliases) or 'none'}" if aliases is not None else ""
         raise InvalidRequestError(
             f"model {model!r} needs a provider prefix: '<provider>/<model id>',"
-            f" e.g. 'openai/{model}' (providers: {installed})",
+            f" e.g. 'openai/{model}' (providers: {installed}){known}",
             param="model",
         )
     provider, _, model_id = model.partition("/")
@@ -147,7 +151,7 @@ def _check_options(opts: Dict[str, Any]) -> None:
     retries = opts.get("num_retries")
     if retries is not None and (isinstance(retries, bool) or not isinstance(retries, int) or retries < 0):
         raise InvalidRequestError(f"num_retries must be a whole number >= 0, got {retries!r}", param="num_retries")
-    for name in ("extra_headers", "extra_body"):
+    for name in ("extra_headers", "extra_body", "extra_query"):
         value = opts.get(name)
         if value is not None and not isinstance(value, Mapping):
             raise InvalidRequestError(f"{name} must be a mapping, got {type(value).__name__}", param=name)
@@ -228,6 +232,9 @@ class _ClientBase:
         """The config's model aliases (empty without a config)."""
         return self._router.model_names if self._router is not None else []
 
+    def _split_model(self, model: Any) -> Tuple[str, str]:
+        return _split_model(model, self._router.model_names if self._router is not None else None)
+
     def provider_hooks(self, provider: str) -> "ProviderHooks":
         """The hooks serving ``provider`` for this client (config-declared ones first)."""
         hooks = self._providers.get(provider)
@@ -236,7 +243,10 @@ class _ClientBase:
     def _prepare(
         self, operation: str, model: Any, body: Dict[str, Any], kwargs: Dict[str, Any], files: Files
     ) -> Tuple["ProviderHooks", Call, Dict[str, Any]]:
-        provider, model_id = _split_model(model)
+        prefix = kwargs.pop("custom_llm_provider", None)
+        if prefix and not (isinstance(model, str) and model.startswith(f"{prefix}/")):
+            model = f"{prefix}/{model}"  # LiteLLM's way of naming the provider beside a bare model
+        provider, model_id = self._split_model(model)
         hooks = self.provider_hooks(provider)
         info = hooks.info
         if operation not in info.operations:
@@ -251,6 +261,10 @@ class _ClientBase:
                 opts[key] = kwargs.pop(key)
             elif key in info.options:
                 provider_options[key] = kwargs.pop(key)
+        if "api_version" in kwargs:  # LiteLLM passes it to every call; only some providers use it
+            raise InvalidRequestError(
+                f"provider {info.name!r} takes no api_version (it configures azure deployments)", param="api_version"
+            )
         for key, value in kwargs.items():  # non-OpenAI keywords are provider body fields
             if value is not None:
                 body[key] = _to_json(value)
@@ -286,6 +300,7 @@ class _ClientBase:
             options=provider_options,
             extra_headers=headers,
             files=dict(files or {}),
+            extra_query=dict(opts.get("extra_query") or {}),
         )
         return hooks, call, opts
 
@@ -303,7 +318,10 @@ class _ClientBase:
         if opts.get("num_retries") is not None:
             policy = attrs.evolve(policy, retries=opts["num_retries"])
         timeout = _timeout(opts["timeout"]) if "timeout" in opts else self.timeout
-        return run_call(hooks, call, policy, timeout=timeout, mock=opts.get("mock_response"))
+        verify = opts.get("ssl_verify")
+        if verify is not None and not isinstance(verify, (bool, str)):
+            raise InvalidRequestError("ssl_verify must be True, False or the path of a CA bundle", param="ssl_verify")
+        return run_call(hooks, call, policy, timeout=timeout, mock=opts.get("mock_response"), verify=verify)
 
     def build_request(self, operation: str, model: str, **kwargs: Any) -> WireRequest:
         """The exact HTTP request a call would send, without sending it (``--dry-run``).
@@ -365,6 +383,7 @@ class Client(_ClientBase):
         super().__init__(**defaults)
         self._transport = transport
         self._httpx_transport = httpx_transport
+        self._by_verify: Dict[Any, "SyncHTTPTransport"] = {}
         self._shared = False  # the module functions' client lives as long as the process
 
     @property
@@ -407,8 +426,18 @@ class Client(_ClientBase):
         finally:
             engine.close()
 
+    def _transport_for(self, verify: Any) -> "SyncHTTPTransport":
+        if verify is None:
+            return self.transport
+        transport = self._by_verify.get(verify)
+        if transport is None:
+            from .transport import SyncHTTPTransport
+
+            transport = self._by_verify[verify] = SyncHTTPTransport(max_connections=self.max_connections, verify=verify)
+        return transport
+
     def _send(self, command: Send) -> Any:
-        transport = self.transport
+        transport = self._transport_for(command.verify)
         if not command.stream:
             return transport.send(command.request, command.timeout)
         handle = transport.stream(command.request, command.timeout)
@@ -445,6 +474,9 @@ class Client(_ClientBase):
         if self._transport is not None:
             self._transport.close()
             self._transport = None
+        for extra in self._by_verify.values():
+            extra.close()
+        self._by_verify.clear()
 
     def __enter__(self) -> "Client":
         return self
@@ -463,6 +495,7 @@ class AsyncClient(_ClientBase):
     def __init__(self, *, transport: Optional["AsyncHTTPTransport"] = None, **defaults: Any) -> None:
         super().__init__(**defaults)
         self._transport = transport
+        self._by_verify: Dict[Any, "AsyncHTTPTransport"] = {}
 
     @property
     def transport(self) -> "AsyncHTTPTransport":
@@ -505,8 +538,18 @@ class AsyncClient(_ClientBase):
         finally:
             engine.close()
 
+    def _transport_for(self, verify: Any) -> "AsyncHTTPTransport":
+        if verify is None:
+            return self.transport
+        transport = self._by_verify.get(verify)
+        if transport is None:
+            from .transport import AsyncHTTPTransport
+
+            transport = self._by_verify[verify] = AsyncHTTPTransport(max_connections=self.max_connections, verify=verify)
+        return transport
+
     async def _send(self, command: Send) -> Any:
-        transport = self.transport
+        transport = self._transport_for(command.verify)
         if not command.stream:
             return await transport.send(command.request, command.timeout)
         handle = await transport.stream(command.request, command.timeout)
@@ -540,6 +583,8 @@ class AsyncClient(_ClientBase):
         """Close this client's connections (on the running event loop)."""
         if self._transport is not None:
             await self._transport.aclose()
+        for extra in self._by_verify.values():
+            await extra.aclose()
 
     #: The v1 name of ``aclose``.
     close = aclose

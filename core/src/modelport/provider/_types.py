@@ -194,6 +194,8 @@ class Call:
     #: True when the request is only built to be shown (``--dry-run``), never sent:
     #: checks that need a key may stand down.
     dry_run: bool = False
+    #: Query parameters the caller adds to every request of this call (``extra_query``).
+    extra_query: Mapping[str, Any] = attrs.field(factory=dict)
 
     def __repr__(self) -> str:
         secret = self.info.secret_fields
