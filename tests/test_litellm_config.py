@@ -283,3 +283,11 @@ def test_a_json_answer_to_a_streaming_request_says_so(upstream, client):
     upstream.reply(json={"id": "x", "object": "chat.completion", "created": 1, "model": "m", "choices": []})
     with pytest.raises(errors.MalformedResponseError, match="plain JSON body instead of a stream"):
         list(client.completion("openai/m", USER, api_base=upstream.base_url, stream=True))
+
+
+def test_api_version_on_a_non_azure_deployment_is_warned_and_dropped(upstream):
+    with pytest.warns(UserWarning, match=r"api_version \(only azure/ uses it\)"):
+        client = modelport.Client.from_config({"model_list": [
+            {"model_name": "m", "litellm_params": {"model": "openai/x", "api_base": upstream.base_url, "api_version": "2024-10-21"}}]})  # fmt: skip
+    client.completion("m", USER)
+    assert "api_version" not in upstream.last.json

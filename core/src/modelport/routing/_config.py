@@ -278,6 +278,9 @@ def _deployment(entry: Any, position: int, where: str, ignored: List[str]) -> De
     for key in sorted(k for k in params if k in UNSUPPORTED_PARAMS):
         params.pop(key)
         ignored.append(f"model_list[{position}].litellm_params.{key}")
+    if "api_version" in params and not model.startswith(("azure/", "azure_ai/")):
+        params.pop("api_version")  # LiteLLM leaves it unused for other providers
+        ignored.append(f"model_list[{position}].litellm_params.api_version (only azure/ uses it)")
     info = entry.get("model_info") or {}
     if not isinstance(info, dict):
         raise ConfigError(f"{label}: model_info must be a mapping")
