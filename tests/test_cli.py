@@ -103,3 +103,10 @@ def test_version_flag():
 
     result = cli("--version")
     assert result.returncode == 0 and result.stdout.strip() == f"modelport {modelport.__version__}"
+
+
+def test_plugin_options_reach_only_their_providers_calls():
+    result = cli("image", "-m", "openai/dall-e-3", "a fox", "--steps", "9", "--poll-interval", "0.5", "--dry-run", env={"OPENAI_API_KEY": KEY})
+    assert result.returncode == 0, result.stderr
+    assert '"steps"' not in result.stdout  # ModelScope's option, not sent to another provider
+    assert '"prompt": "a fox"' in result.stdout

@@ -70,6 +70,8 @@ def _build_parser() -> Tuple[argparse.ArgumentParser, Any]:
     image.add_argument("--size", help="e.g. 1024x1024")
     image.add_argument("-n", type=int, dest="n", help="number of images")
     image.add_argument("--seed", type=int)
+    image.add_argument("--poll-interval", type=float, help="seconds between polls of an asynchronous image task")
+    image.add_argument("--task-timeout", type=float, help="seconds an asynchronous image task may take in all")
 
     serve = sub.add_parser("serve", help="run the OpenAI-compatible gateway for a config file")
     serve.add_argument("--config", required=True, help="YAML or TOML config (model_list, router_settings, ...)")
@@ -132,7 +134,12 @@ def _extend(sub: Any, extensions: List[Any]) -> Dict[str, Any]:
         elif isinstance(item, CliOptions) and item.command in sub.choices:
             target = sub.choices[item.command]
             group = target.add_argument_group(item.title) if item.title else target
-            item.add_arguments(group)
+            try:
+                item.add_arguments(group)
+            except argparse.ArgumentError as exc:  # two plugins claiming one flag: the first keeps it
+                import warnings
+
+                warnings.warn(f"a plugin's option for `modelport {item.command}` was skipped: {exc}", RuntimeWarning, stacklevel=2)
     return runners
 
 
@@ -177,8 +184,12 @@ def _plugin_kwargs(command: str, args: argparse.Namespace) -> Dict[str, Any]:
     from .provider import CliOptions
 
     kwargs: Dict[str, Any] = {}
+    model = getattr(args, "model", "") or ""
+    provider = model.split("/", 1)[0] if "/" in model else None  # an alias: its provider is not known here
     for item in getattr(args, "_extensions", ()):
         if isinstance(item, CliOptions) and item.command == command:
+            if item.providers and provider is not None and provider not in item.providers:
+                continue
             kwargs.update(item.call_kwargs(args))
     return kwargs
 
@@ -271,7 +282,7 @@ def _run_image(args: argparse.Namespace) -> int:
 
     client = _client(args)
     kwargs = _connection(args)
-    for name in ("size", "n", "seed"):
+    for name in ("size", "n", "seed", "poll_interval", "task_timeout"):
         value = getattr(args, name)
         if value is not None:
             kwargs[name] = value

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple
 
 import attrs
 
@@ -14,6 +14,10 @@ __all__ = ["CliCommand", "CliOptions"]
 
 def _no_arguments(parser: "argparse.ArgumentParser") -> None:
     return None
+
+
+def _names(values: Any) -> Tuple[str, ...]:
+    return (values,) if isinstance(values, str) else tuple(values)
 
 
 @attrs.frozen
@@ -37,3 +41,6 @@ class CliOptions:
     call_kwargs: Callable[["argparse.Namespace"], Dict[str, Any]]
     #: Shown in the command's help, e.g. "Acme image options".
     title: Optional[str] = None
+    #: The providers these options are for: their call keywords reach only calls whose
+    #: model names one of them (empty: every call).
+    providers: Tuple[str, ...] = attrs.field(default=(), converter=_names)

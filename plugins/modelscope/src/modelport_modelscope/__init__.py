@@ -216,15 +216,13 @@ def _image_arguments(parser: "argparse.ArgumentParser") -> None:
     parser.add_argument("--steps", type=int, help="ModelScope: sampling steps")
     parser.add_argument("--guidance", type=float, help="ModelScope: guidance scale")
     parser.add_argument("--image-url", help="ModelScope: input image for image-to-image models")
-    parser.add_argument("--poll-interval", type=float, help="ModelScope: seconds between task polls")
-    parser.add_argument("--task-timeout", type=float, help="ModelScope: seconds the whole task may take")
 
 
 def _image_kwargs(args: "argparse.Namespace") -> Dict[str, Any]:
-    names = ("negative_prompt", "steps", "guidance", "image_url", "poll_interval", "task_timeout")
+    names = ("negative_prompt", "steps", "guidance", "image_url")
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 
 @hookimpl
 def cli_commands() -> List[Any]:
-    return [CliOptions("image", _image_arguments, _image_kwargs, title="ModelScope image options")]
+    return [CliOptions("image", _image_arguments, _image_kwargs, title="ModelScope image options", providers=("modelscope",))]

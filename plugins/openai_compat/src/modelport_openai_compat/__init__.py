@@ -17,7 +17,7 @@ _KEY_ENV = ("OPENAI_API_KEY",)
 
 
 class OpenAIProvider:
-    """``openai/<model>``: chat (with ``supports_system_message=False`` folding) and embeddings."""
+    """``openai/<model>``: chat (with ``supports_system_message=False`` folding), embeddings, images."""
 
     @hookimpl
     def provider_info(self) -> ProviderInfo:
@@ -26,7 +26,7 @@ class OpenAIProvider:
             api_base=_BASE,
             api_base_env=_BASE_ENV,
             api_key_env=_KEY_ENV,
-            operations={"chat", "embedding"},
+            operations={"chat", "embedding", "image_generation"},
             options=("supports_system_message",),
             description="OpenAI or any OpenAI-compatible endpoint (set api_base)",
         )
