@@ -41,9 +41,24 @@ def _canned() -> Dict[str, bytes]:
         "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi there", "refusal": None}, "logprobs": None, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
     }  # fmt: skip
+    ollama_head = {"model": "bench", "created_at": "2026-12-01T00:00:00Z"}
+    ollama = [json.dumps({**ollama_head, "message": {"role": "assistant", "content": f"tok{i} "}, "done": False}) for i in range(CHUNKS)]
+    ollama.append(json.dumps({**ollama_head, "message": {"role": "assistant", "content": ""}, "done": True, "done_reason": "stop",
+                              "prompt_eval_count": 5, "eval_count": CHUNKS}))  # fmt: skip
+    anthropic = [
+        ("message_start", {"type": "message_start", "message": {"id": "msg_bench", "type": "message", "role": "assistant", "model": "bench",
+                                                                 "content": [], "stop_reason": None, "usage": {"input_tokens": 5, "output_tokens": 0}}}),
+        ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        *(("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": f"tok{i} "}}) for i in range(CHUNKS)),
+        ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": CHUNKS}}),
+        ("message_stop", {"type": "message_stop"}),
+    ]  # fmt: skip
     return {
         "json": json.dumps(full).encode(),
         "events": [f"data: {e}\n\n".encode() for e in events] + [b"data: [DONE]\n\n"],  # type: ignore[dict-item]
+        "ndjson": [(line + "\n").encode() for line in ollama],  # type: ignore[dict-item]
+        "anthropic": [f"event: {name}\ndata: {json.dumps(data)}\n\n".encode() for name, data in anthropic],  # type: ignore[dict-item]
     }
 
 
@@ -63,9 +78,23 @@ def serve() -> None:
         await response.write_eof()
         return response
 
+    def streamer(kind: str, content_type: str) -> Any:
+        async def handle(request: Any) -> Any:
+            await request.read()
+            response = web.StreamResponse(headers={"Content-Type": content_type})
+            await response.prepare(request)
+            for event in canned[kind]:
+                await response.write(event)
+            await response.write_eof()
+            return response
+
+        return handle
+
     async def main() -> None:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", chat)
+        app.router.add_post("/api/chat", streamer("ndjson", "application/x-ndjson"))
+        app.router.add_post("/v1/messages", streamer("anthropic", "text/event-stream"))
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         sock = socket.socket()
@@ -219,6 +248,49 @@ def streaming(streams: int, repeat: int) -> Dict[str, float]:
     for run in runs.values():
         run()
     return {name: t / per_chunk for name, t in interleaved(runs, repeat).items()}
+
+
+def provider_streams(streams: int, repeat: int) -> Dict[str, float]:
+    """Per-chunk cost of the non-OpenAI wires (Ollama's NDJSON, Anthropic's typed SSE
+    events) through their plugins, against raw httpx + json.loads on the same bytes."""
+    import httpx
+
+    import modelport
+
+    root = BASE.rsplit("/v1", 1)[0]
+    raw = httpx.Client()
+    client = modelport.Client()
+    loads = json.loads
+    installed = {row.name for row in modelport.providers(load=False)}
+
+    def raw_lines(url: str, prefix: str) -> Callable[[], None]:
+        def run() -> None:
+            for _ in range(streams):
+                with raw.stream("POST", url, json={"model": "bench", "stream": True}) as response:
+                    for line in response.iter_lines():
+                        if line.startswith(prefix):
+                            loads(line[len(prefix) :])
+
+        return run
+
+    def through(model: str, **kwargs: Any) -> Callable[[], None]:
+        def run() -> None:
+            for _ in range(streams):
+                for _chunk in client.completion(model, MESSAGES, stream=True, **kwargs):
+                    pass
+
+        return run
+
+    runs: Dict[str, Callable[[], None]] = {}
+    if "ollama" in installed:
+        runs["ndjson: raw httpx + json.loads"] = raw_lines(f"{root}/api/chat", "")
+        runs["ndjson: modelport ollama/"] = through("ollama/bench", api_base=root)
+    if "anthropic" in installed:
+        runs["anthropic: raw httpx + json.loads"] = raw_lines(f"{root}/v1/messages", "data: ")
+        runs["anthropic: modelport anthropic/"] = through("anthropic/bench", api_base=root, api_key="x", max_tokens=10)
+    for run in runs.values():
+        run()
+    return {name: t / (streams * (CHUNKS + 1)) for name, t in interleaved(runs, repeat).items()}
 
 
 def sse_framing(repeat: int) -> Dict[str, float]:
@@ -441,6 +513,12 @@ def main() -> None:
             report("sequential non-streaming call", sequential_calls(200 if quick else 500, 3 if quick else 5), "raw httpx", "us/call", 1e6)
             report(f"streaming, {CHUNKS}-chunk streams", streaming(3 if quick else 10, 3 if quick else 5), "raw httpx + json.loads", "us/chunk", 1e6)
             report("SSE framing alone (no network)", sse_framing(5 if quick else 20), "modelport SSEDecoder + json.loads", "us/event", 1e6)
+            wires = provider_streams(3 if quick else 10, 3 if quick else 5)
+            print(f"\n## other wires, {CHUNKS}-chunk streams (per chunk; ratio against raw httpx + json.loads on the same bytes)")
+            for name, value in wires.items():
+                wire = name.split(":")[0]
+                base = wires.get(f"{wire}: raw httpx + json.loads")
+                print(f"  {name:<36} {value * 1e6:8.1f} us/chunk  {value / base:5.2f}x" if base else f"  {name}")
             figures = concurrency(500 if quick else 1500, 64, 2 if quick else 4)
             print("\n## 64 concurrent async calls")
             for name, value in figures.items():

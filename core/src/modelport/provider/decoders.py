@@ -63,6 +63,14 @@ class SSEDecoder:
         for block in blocks:
             if block[:6] == b"data: " and b"\n" not in block:  # the usual one-line event
                 events.append(StreamEvent(block[6:].decode("utf-8", errors="replace"), "", self._id, self._retry))
+            elif block[:7] == b"event: " and block.count(b"\n") == 1:  # a named event (typed SSE APIs)
+                name, _, data = block.partition(b"\n")
+                if data[:6] == b"data: ":
+                    events.append(StreamEvent(data[6:].decode("utf-8", errors="replace"), name[7:].decode("utf-8", errors="replace"), self._id, self._retry))
+                else:
+                    event = self._parse([name, data])
+                    if event is not None:
+                        events.append(event)
             elif block:
                 event = self._parse(block.split(b"\n"))
                 if event is not None:

@@ -537,7 +537,7 @@ class _StreamState:
         if not data.strip():
             return IGNORE_EVENT
         try:
-            payload = json.loads(data)
+            payload = openai.loads_event(data)
         except ValueError:
             payload = None
         if not isinstance(payload, dict):

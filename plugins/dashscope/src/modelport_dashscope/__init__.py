@@ -1,11 +1,19 @@
 """modelport provider ``dashscope``: Alibaba Cloud Model Studio (DashScope).
 
 What differs from OpenAI: four regions with region-bound keys; parameter ranges checked
-before sending (so a bad value costs no request); Qwen3 thinking that must be off for
-non-streaming calls; ``reasoning_effort`` expressed as ``enable_thinking`` /
-``thinking_budget``; embeddings limited to 10 inputs a request (larger lists are sent
-in batches and merged); rerank on the ``compatible-api`` path; and DashScope's error
-codes (throttling retried, arrears not, content inspection typed).
+before sending (so a bad value costs no request); Qwen3 thinking that works only streamed
+(off by default for non-streaming calls; a non-streaming call that asks to think is
+fetched as a stream and assembled); ``reasoning_effort`` and Anthropic-style ``thinking``
+expressed as ``enable_thinking`` / ``thinking_budget``; embeddings limited to 10 inputs a
+request (larger lists are sent in batches and merged); rerank on the ``compatible-api``
+path (query and documents checked before sending, answers checked for ``results`` and
+their ``index``); and DashScope's error codes (throttling retried, arrears not, content
+inspection typed, ``Range of input length should be [1, N]`` a
+``ContextWindowExceededError``).
+
+An explicit ``api_base`` that already ends with the operation's path (``.../chat/completions``,
+``.../compatible-api/v1/reranks``, ``.../api/v1/services/aigc/text2image/image-synthesis``)
+is used as it is.
 
 Two operations have no OpenAI-compatible endpoint and use DashScope's native API (same
 key, the region's native root, or an explicit ``api_base`` with its
@@ -31,16 +39,19 @@ import base64
 import math
 import re
 import struct
-import time
+from email.utils import parsedate_to_datetime
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import attrs
 
 from modelport.provider import (
+    END_OF_STREAM,
+    IGNORE_EVENT,
     Call,
     Endpoint,
     FollowUp,
     ProviderInfo,
+    SSEDecoder,
     Step,
     WireRequest,
     WireResponse,
@@ -48,6 +59,7 @@ from modelport.provider import (
     errors,
     hookimpl,
     openai,
+    stream_to_completion,
 )
 
 __all__ = [
@@ -62,6 +74,7 @@ __all__ = [
     "TASK_TIMEOUT",
     "ImageTask",
     "check_chat_params",
+    "check_rerank_request",
     "native_size",
     "is_multimodal_embedding",
 ]
@@ -155,6 +168,10 @@ def _native_api(call: Call, service: str, regions: Tuple[str, ...]) -> str:
     explicit = call.api_base or env_value(("DASHSCOPE_API_BASE",))
     if explicit:
         root = explicit.rstrip("/")
+        for path in (IMAGE_PATH, MULTIMODAL_EMBEDDING_PATH):
+            if root.endswith("/api/v1" + path):  # the service's full URL, given as the base
+                root = root[: -len(path)]
+                break
         for suffix in _BASE_SUFFIXES:
             if root.endswith(suffix):
                 root = root[: -len(suffix)]
@@ -259,8 +276,30 @@ def check_chat_params(body: Dict[str, Any]) -> None:
         _check_stop(body["stop"])
 
 
+def _anthropic_thinking(body: Dict[str, Any]) -> None:
+    """Anthropic-style ``thinking`` as ``enable_thinking`` / ``thinking_budget`` (explicit
+    values win)."""
+    thinking = body.pop("thinking", None)
+    if thinking is None:
+        return
+    allowed = "{'type': 'enabled', 'budget_tokens': N} or {'type': 'disabled'}"
+    kind = thinking.get("type") if isinstance(thinking, dict) else None
+    if kind == "disabled":
+        body.setdefault("enable_thinking", False)
+    elif kind == "enabled":
+        budget = thinking.get("budget_tokens")
+        if budget is not None and not (_integer(budget) and budget >= 1):
+            raise _reject("thinking", "budget_tokens as a whole number >= 1", thinking)
+        body.setdefault("enable_thinking", True)
+        if budget is not None:
+            body.setdefault("thinking_budget", budget)
+    else:
+        raise _reject("thinking", allowed, thinking)
+
+
 def _thinking(body: Dict[str, Any], stream: bool) -> Dict[str, Any]:
     body = dict(body)
+    _anthropic_thinking(body)
     effort = body.pop("reasoning_effort", None)
     if effort is not None:
         if effort in ("none", "minimal"):
@@ -270,10 +309,28 @@ def _thinking(body: Dict[str, Any], stream: bool) -> Dict[str, Any]:
             body.setdefault("thinking_budget", REASONING_BUDGETS[effort])
         else:
             raise _reject("reasoning_effort", "one of none, minimal, low, medium, high", effort)
-    if not stream and "enable_thinking" not in body:
-        # Qwen3 open-source models answer 400 to a non-streaming call with thinking on.
-        body["enable_thinking"] = False
+    if not stream:
+        # Qwen3 thinking works only streamed (a non-streaming call with it on is answered
+        # 400): off unless the caller asked to think; then the answer is fetched as a
+        # stream here and assembled in transform_response.
+        body.setdefault("enable_thinking", False)
+        if body["enable_thinking"]:
+            body["stream"] = True
+            body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
     return body
+
+
+def check_rerank_request(body: Mapping[str, Any]) -> None:
+    """Raise ``InvalidRequestError`` for a rerank request the API cannot answer."""
+    query = body.get("query")
+    if not isinstance(query, str) or not query.strip():
+        raise _reject("query", "a non-empty string", query)
+    documents = body.get("documents")
+    if not isinstance(documents, list) or not documents:
+        raise _reject("documents", "a non-empty list of documents", documents)
+    top_n = body.get("top_n")
+    if top_n is not None and not (_integer(top_n) and top_n >= 1):
+        raise _reject("top_n", "a whole number >= 1", top_n)
 
 
 # --- requests and responses --------------------------------------------------------------
@@ -297,6 +354,8 @@ def transform_request(call: Call, endpoint: Endpoint) -> Optional[WireRequest]:
     if call.operation == "chat":
         check_chat_params(body)
         body = _thinking(body, call.stream)
+    elif call.operation == "rerank":
+        check_rerank_request(body)
     elif call.operation == "embedding":
         batches = _batches(body)
         if batches:
@@ -335,6 +394,12 @@ def _merge_embeddings(before: Optional[_Merged], result: Dict[str, Any]) -> _Mer
 def transform_response(call: Call, response: WireResponse, step: Step) -> Union[Dict[str, Any], FollowUp, None]:
     if call.operation == "image_generation":
         return _advance_image_task(call, response, step)
+    if call.operation == "chat":
+        if response.headers.get("content-type", "").startswith("text/event-stream"):
+            return _assemble(call, response)  # a non-streaming call that asked to think
+        return None
+    if call.operation == "rerank":
+        return _rerank_result(call, response)
     if call.operation != "embedding":
         return None
     if is_multimodal_embedding(call.model):
@@ -351,6 +416,41 @@ def transform_response(call: Call, response: WireResponse, step: Step) -> Union[
         return FollowUp(WireRequest("POST", sent.url, dict(sent.headers), json=body), state=merged)
     data = sorted(merged.data, key=lambda item: int(item["index"]))
     return {**dict(merged.extra), "data": data, "usage": dict(merged.usage)}
+
+
+def _assemble(call: Call, response: WireResponse) -> Dict[str, Any]:
+    """The streamed answer of a non-streaming call, as one chat completion."""
+    decoder = SSEDecoder()
+    chunks = []
+    ended = False
+    for event in [*decoder.feed(response.content), *decoder.flush()]:
+        item = openai.parse_chunk(call, event)  # an error event is raised typed
+        if item is END_OF_STREAM:
+            ended = True
+            break
+        if item is not IGNORE_EVENT:
+            chunks.append(item)
+    if not ended or not chunks:
+        raise errors.StreamInterruptedError(
+            "the streamed answer (thinking works only streamed) ended before its end marker",
+            provider=call.provider,
+            model=call.model,
+        )
+    result: Dict[str, Any] = stream_to_completion(chunks).to_dict()
+    return result
+
+
+def _rerank_result(call: Call, response: WireResponse) -> Dict[str, Any]:
+    """A rerank answer, checked: ``results`` with the integer ``index`` of each document."""
+    result = openai.parse_response(call, response)
+    results = result.get("results")
+    if not isinstance(results, list):
+        raise openai.malformed_response(call, response, f"a rerank answer needs a 'results' list: {response.text[:200]!r}")
+    for position, item in enumerate(results):
+        index = item.get("index") if isinstance(item, dict) else None
+        if not _integer(index):
+            raise openai.malformed_response(call, response, f"rerank results[{position}] has no integer 'index': {item!r:.200}")
+    return result
 
 
 # --- image generation: submit, then poll (native API) ---------------------------------------
@@ -453,6 +553,16 @@ class ImageTask:
     headers: Tuple[Tuple[str, str], ...]
 
 
+def _created(response: WireResponse, output: Mapping[str, Any]) -> int:
+    """When the task ended, without a clock read: the task's ``end_time``
+    (``2025-01-01 12:00:00.123``, Beijing time per the docs) is not reliable across
+    regions, so the HTTP ``Date`` header of the answer is used, else 0."""
+    try:
+        return int(parsedate_to_datetime(response.headers.get("date", "")).timestamp())
+    except (TypeError, ValueError):
+        return 0
+
+
 def _task_failed(
     call: Call, message: str, task_id: Optional[str], response: Optional[WireResponse] = None, **extra: Any
 ) -> errors.TaskFailedError:
@@ -529,7 +639,7 @@ def _image_result(call: Call, response: WireResponse, body: Dict[str, Any], outp
             request_id=body.get("request_id"),
             details={"task_status": _DONE, "failed_images": failed},
         )
-    result: Dict[str, Any] = {"created": int(time.time()), "data": images}
+    result: Dict[str, Any] = {"created": _created(response, output), "data": images}
     if isinstance(body.get("usage"), dict):
         result["usage"] = dict(body["usage"])  # {"image_count": n}
     result["task_id"] = task.task_id
@@ -674,6 +784,10 @@ def map_error(call: Call, response: WireResponse) -> errors.ProviderError:
     details = {"id": body.get("id")} if isinstance(body, dict) and body.get("id") else {}
     if lowered in _CONTENT_FILTER:
         return openai.build_error(call, response, errors.ContentFilterError, details=details)
+    if openai.is_context_window_error(response.status, code, fields["message"]):
+        # "Range of input length should be [1, N]" (code InvalidParameter, or
+        # invalid_parameter_error in compatible mode)
+        return openai.build_error(call, response, errors.ContextWindowExceededError, details=details)
     if lowered == "arrearage":
         return openai.build_error(call, response, errors.QuotaExceededError, details=details)
     if response.status == 429 or lowered.startswith("throttling") or lowered in _THROTTLE:

@@ -627,7 +627,7 @@ class GeminiStreamDecoder:
             out.append(_CountedEvent(event, dict(self._calls)))
             if calls:
                 try:
-                    payload = json.loads(data)
+                    payload = openai.loads_event(data)
                 except ValueError:
                     continue  # parse_stream_chunk reports it
                 candidates = payload.get("candidates") if isinstance(payload, dict) else None

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import base64
 import calendar
+import functools
 import hashlib
 import json
 import re
@@ -313,8 +314,20 @@ def tool_call_id(index: int, name: str, arguments: str) -> str:
 
 
 def _timestamp(value: Any) -> int:
-    """RFC 3339 (``2024-07-22T20:33:28.123648Z``, ``...-07:00``) -> Unix seconds; 0 if unreadable."""
-    match = _TIMESTAMP.fullmatch(value.strip()) if isinstance(value, str) else None
+    """RFC 3339 (``2024-07-22T20:33:28.123648Z``, ``...-07:00``) -> Unix seconds; 0 if unreadable.
+
+    Every stream line carries one; they differ in their fraction only, so the parse is
+    cached on the seconds and the zone (the per-line cost is a slice and a lookup).
+    """
+    if not isinstance(value, str):
+        return 0
+    zone = "Z" if value[-1:] in ("Z", "z") else value[-6:]
+    return _parsed_timestamp(value[:19], zone, value)
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed_timestamp(seconds_part: str, zone: str, value: str) -> int:
+    match = _TIMESTAMP.fullmatch(value.strip())
     if match is None:
         return 0
     year, month, day, hour, minute, second = (int(match.group(i)) for i in range(1, 7))
@@ -376,7 +389,12 @@ def _message_fields(message: Mapping[str, Any], indexed: bool) -> Dict[str, Any]
     return fields
 
 
+_PLAIN_MESSAGE = frozenset({"role", "content"})
+
+
 def _extras(data: Mapping[str, Any]) -> Dict[str, Any]:
+    if data.keys() <= _READ:
+        return {}
     return {key: value for key, value in data.items() if key not in _READ}
 
 
@@ -505,7 +523,10 @@ def parse_stream_chunk(call: Call, event: StreamEvent) -> Any:
         "model": line.get("model") or call.model,
     }
     message = line.get("message")
-    delta = _message_fields(message if isinstance(message, dict) else {}, indexed=True)
+    if isinstance(message, dict) and message.keys() <= _PLAIN_MESSAGE:
+        delta: Dict[str, Any] = message  # the common line: role and content, nothing to map
+    else:
+        delta = _message_fields(message if isinstance(message, dict) else {}, indexed=True)
     if not line.get("done"):
         return {**head, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}]}
     # The last line: what it still says, then the finish reason and the usage.
