@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 import modelport
 from modelport import errors
-from modelport.provider import IGNORE_EVENT, EndOfStream
+from modelport.provider import IGNORE_EVENT, EndOfStream, WireResponse
 from modelport.testing import ProviderConformance
 from modelport.testing import strategies as mst
 from modelport.testing.conformance import EXAMPLES
@@ -273,7 +273,7 @@ def _first_choice_only(response: Dict[str, Any]) -> Dict[str, Any]:
 
 def decode_stream(hooks: Any, call: Any, pieces: List[bytes]) -> List[ChatCompletionChunk]:
     """``pieces`` through the provider's decoder and parse_stream_chunk, until the end marker."""
-    decoder = hooks.stream_decoder(call)
+    decoder = hooks.stream_decoder(call, WireResponse(200, {"content-type": "text/event-stream"}, b""))
     events = [event for piece in pieces for event in decoder.feed(piece)] + decoder.flush()
     out: List[Dict[str, Any]] = []
     for event in events:

@@ -68,7 +68,7 @@ class Hooks:
             return self._transform(call, response, step)
         return openai.parse_response(call, response)
 
-    def stream_decoder(self, call: Call) -> Any:
+    def stream_decoder(self, call: Call, head: WireResponse) -> Any:
         return SSEDecoder()
 
 
@@ -195,8 +195,12 @@ def test_follow_ups_carry_typed_state_and_the_engines_clock():
     assert [c.request.method for c in commands if isinstance(c, Send)] == ["POST", "GET", "GET"]
 
 
+class _Handle:
+    head = WireResponse(200, {"content-type": "text/event-stream"}, b"")
+
+
 def test_a_2xx_stream_is_handed_back_open():
-    handle = object()
+    handle = _Handle()
     result, commands = drive(run_call(Hooks(), make_call(stream=True), RetryPolicy()), [handle])
     assert isinstance(result, OpenStream) and result.handle is handle and commands[0].stream is True
 

@@ -359,7 +359,7 @@ def run_call(
     while True:
         response = yield from _send(hooks, call, request, policy, timeout, verify)
         if type(response) is not WireResponse:
-            decoder = hooks.stream_decoder(call)
+            decoder = hooks.stream_decoder(call, response.head)
             content_type = response.head.headers.get("content-type", "")
             parser = ChunkParser(decoder, hooks.parse_stream_chunk, _chunk_loader(call.operation), call, content_type)
             return OpenStream(response, parser, call)
@@ -440,11 +440,12 @@ def _mocked(hooks: Any, call: Call, request: WireRequest, mock: Any) -> Any:
         load = _chunk_loader(call.operation)
         if hooks.encodes_streams:
             payload = hooks.encode_stream(call, chunks)
-            parser = ChunkParser(hooks.stream_decoder(call), hooks.parse_stream_chunk, load, call)
+            handle = MockHandle(payload, request)
+            parser = ChunkParser(hooks.stream_decoder(call, handle.head), hooks.parse_stream_chunk, load, call)
         else:
-            payload = openai.encode_stream(call, chunks)
+            handle = MockHandle(openai.encode_stream(call, chunks), request)
             parser = ChunkParser(SSEDecoder(), openai.parse_chunk, load, call)
-        return OpenStream(MockHandle(payload, request), parser, call)
+        return OpenStream(handle, parser, call)
     if not hooks.encodes_responses:
         return body
     response = hooks.encode_response(call, body)

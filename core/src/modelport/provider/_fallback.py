@@ -27,7 +27,7 @@ class OpenAIFallback:
         return openai.parse_response(call, response)
 
     @hookimpl(trylast=True)
-    def stream_decoder(self, call: Call) -> StreamDecoder:
+    def stream_decoder(self, call: Call, head: WireResponse) -> StreamDecoder:
         if call.info.stream_framing == "custom":
             raise ConfigError(
                 f"provider {call.provider!r} declares stream_framing='custom' but implements no stream_decoder hook"

@@ -87,8 +87,15 @@ def transform_response(
 
 
 @hookspec(firstresult=True)
-def stream_decoder(call: Call) -> Optional[StreamDecoder]:
-    """A new decoder for this call's streamed body (needed only for ``stream_framing="custom"``)."""
+def stream_decoder(call: Call, head: WireResponse) -> Optional[StreamDecoder]:
+    """A new decoder for this call's streamed body (needed for ``stream_framing="custom"``).
+
+    ``head`` is the stream's response without its body (status, headers: ``date``,
+    request ids). The decoder lives exactly as long as its stream, so it is where a
+    plugin keeps what a stream's later events depend on (tool-call positions, the
+    message id): wrap ``SSEDecoder`` / ``NDJSONDecoder`` and hand ``parse_stream_chunk``
+    events of your own ``StreamEvent`` subclass that carry it.
+    """
 
 
 @hookspec(firstresult=True)

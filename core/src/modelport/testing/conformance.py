@@ -201,7 +201,8 @@ class ProviderConformance:
         hooks = self.hooks
         raw = hooks.encode_stream(call, copy.deepcopy(chunks))
         pieces = mst.split_bytes(raw, data.draw(st.lists(st.integers(0, len(raw)), max_size=12), label="cuts"))
-        parser = ChunkParser(hooks.stream_decoder(call), hooks.parse_stream_chunk, ChatCompletionChunk.from_dict, call)
+        head = WireResponse(200, {"content-type": "text/event-stream"}, b"")
+        parser = ChunkParser(hooks.stream_decoder(call, head), hooks.parse_stream_chunk, ChatCompletionChunk.from_dict, call)
         typed = list(Stream(_Handle(pieces), parser, call))
         assert [c.to_dict() for c in typed] == [self.expected_chunk(c) for c in chunks]
         for chunk in typed:

@@ -627,7 +627,7 @@ class GeminiStreamDecoder:
             out.append(_CountedEvent(event, dict(self._calls)))
             if calls:
                 try:
-                    payload = openai.loads_event(data)
+                    payload = openai.loads_event(data if isinstance(data, str) else data.decode("utf-8", errors="replace"))
                 except ValueError:
                     continue  # parse_stream_chunk reports it
                 candidates = payload.get("candidates") if isinstance(payload, dict) else None
