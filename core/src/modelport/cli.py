@@ -82,6 +82,7 @@ def _build_parser() -> Tuple[argparse.ArgumentParser, Any]:
     serve.add_argument("--log-format", default="text", choices=("text", "json"))
     serve.add_argument("--limit-concurrency", type=int, default=4096, help="connections served at once; more are answered 503")
     serve.add_argument("--timeout-keep-alive", type=int, default=5, help="seconds an idle kept-alive connection stays open")
+    serve.add_argument("--workers", type=int, default=1, help="processes serving one port (share limits and routing through Redis)")
 
     demo = sub.add_parser("demo", help="stream a chat from a local OpenAI-compatible server this command starts")
     demo.add_argument("prompt", nargs="?", default="Hello from modelport!")
@@ -324,6 +325,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         json_logs=args.log_format == "json",
         limit_concurrency=args.limit_concurrency,
         timeout_keep_alive=args.timeout_keep_alive,
+        workers=args.workers,
     )
 
 

@@ -220,7 +220,12 @@ class _ClientBase:
 
         config = load_config(source)
         os.environ.update(config.environment_variables)  # LiteLLM's `environment_variables:`
-        return cls(router=Router(config), providers=declared_providers(config), **defaults)
+        state = None
+        if any(key.startswith("redis_") for key in config.router_settings):
+            from .routing._redis import router_state_for  # shared by every process on that Redis
+
+            state = router_state_for(config)
+        return cls(router=Router(config, state=state), providers=declared_providers(config), **defaults)
 
     @property
     def router(self) -> Optional["Router"]:

@@ -102,7 +102,7 @@ _SECTIONS = {"model_list", "router_settings", "general_settings", "providers", "
 _ROUTER_KEYS = {
     "num_retries", "timeout", "cooldown_time", "allowed_fails", "routing_strategy", "fallbacks",
     "context_window_fallbacks", "content_policy_fallbacks", "default_fallbacks", "model_group_alias",
-    "stream_timeout", "retry_after",
+    "stream_timeout", "retry_after", "redis_url", "redis_host", "redis_port", "redis_password", "redis_key_prefix",
 }  # fmt: skip
 _LITELLM_KEYS = {
     "drop_params", "num_retries", "request_timeout", "fallbacks", "context_window_fallbacks",
@@ -197,6 +197,8 @@ class Config:
     environment_variables: Dict[str, str] = attrs.field(factory=dict, repr=False)
     #: Keys of the file modelport does not implement (each warned about once at load).
     ignored: List[str] = attrs.field(factory=list)
+    #: ``router_settings`` as written (shared-state settings such as ``redis_url`` read it).
+    router_settings: Dict[str, Any] = attrs.field(factory=dict, repr=False)
 
     @property
     def model_names(self) -> List[str]:
@@ -406,6 +408,7 @@ def load_config(source: Union[str, "os.PathLike[str]", Mapping[str, Any], Config
         path=where,
         general=dict(general),
         ignored=ignored,
+        router_settings=dict(router),
     )
 
 

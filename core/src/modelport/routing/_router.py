@@ -304,7 +304,8 @@ class Router:
 
     def limit_error(self, model: str) -> RateLimitError:
         """Every deployment of ``model`` is at its limits: retry when the minute turns."""
-        wait = _WINDOW - (self._clock() % _WINDOW)
+        next_window = getattr(self.state, "seconds_to_next_window", None)  # a shared state's own minutes
+        wait = next_window() if callable(next_window) else _WINDOW - (self._clock() % _WINDOW)
         return RateLimitError(
             f"every deployment of {model!r} is at its rpm / tpm / parallel-request limit; retry in {wait:.0f}s",
             status=429,

@@ -131,7 +131,26 @@ def app_from_config(config_path: str, *, settings: Optional[GatewaySettings] = N
     master_key = config.resolved_master_key()
     if not master_key:
         log.warning("no general_settings.master_key: the gateway accepts every request")
-    return create_app(client, master_key=master_key, settings=settings)
+    return _assemble(client, config, master_key, settings)
+
+
+def _assemble(client: AsyncClient, config: Any, master_key: Optional[str], settings: GatewaySettings) -> Any:
+    """The app of a config: feature modules, then the rate limiter (last: the other guards
+    refuse before it counts), shared router state closed at shutdown."""
+    from ._limits import install
+
+    gateway = Gateway(client, master_key=master_key, settings=settings)
+    routes = feature_routes(gateway)
+    install(gateway, config)
+    state = client.router.state if client.router is not None else None
+    close = getattr(state, "close", None)
+    if callable(close):
+
+        async def close_state() -> None:
+            close()
+
+        gateway.on_shutdown.append(close_state)
+    return gateway.app(routes)
 
 
 def serve(
@@ -144,6 +163,7 @@ def serve(
     json_logs: bool = False,
     limit_concurrency: int = 4096,
     timeout_keep_alive: int = 5,
+    workers: int = 1,
 ) -> int:
     """Run the gateway with uvicorn until interrupted; the exit code.
 
@@ -176,10 +196,17 @@ def serve(
         print(f"modelport: error: cannot listen on {host}:{port}: {exc.strerror or exc} (is another server using port {port}?)", file=sys.stderr)
         return 2
     _configure_logging(log_level, json_logs)
+    if workers > 1:
+        from ._limits import run_workers
+
+        return run_workers(
+            config_path, sock, workers, config=config, log_level=log_level, access_log=access_log, json_logs=json_logs,
+            limit_concurrency=limit_concurrency, timeout_keep_alive=timeout_keep_alive,
+        )  # fmt: skip
     master_key = config.resolved_master_key()
     if not master_key:
         log.warning("no general_settings.master_key: the gateway accepts every request")
-    app = create_app(client, master_key=master_key, settings=settings)
+    app = _assemble(client, config, master_key, settings)
     server = uvicorn.Server(
         uvicorn.Config(
             app,

@@ -357,17 +357,25 @@ class Gateway:
         *,
         request_id: str,
         options: Optional[Dict[str, Any]] = None,
+        response_headers: Optional[Dict[str, str]] = None,
     ) -> Any:
         """Run one operation for a client: the typed result, or an open stream (then the
         call is observed when the stream ends). Cancels the upstream call when the client leaves."""
         started = time.monotonic()
         stream = bool(body.get("stream"))
         options = options or {}
-        releases = []
-        for guard in self.guards:
-            release = await guard.admit(identity, operation, model, body)
-            if release is not None:
-                releases.append(release)
+        releases: List[Callable[[CallRecord], Awaitable[None]]] = []
+        try:
+            for guard in self.guards:
+                release = await guard.admit(identity, operation, model, body)
+                if release is not None:
+                    releases.append(release)
+                    if response_headers is not None:  # e.g. x-ratelimit-remaining-requests
+                        response_headers.update(getattr(release, "headers", None) or {})
+        except BaseException as refused:  # give back what earlier guards took
+            status = client_error(refused, request_id)[0]
+            await self.finish(CallRecord(request_id, identity, operation, model, status, 0.0, error=refused, stream=stream), releases)
+            raise
         try:
             if stream:
                 opened = await self.client._run(operation, model, body, dict(options), upload)
@@ -436,7 +444,9 @@ class Gateway:
                 if ignored:
                     headers["x-modelport-ignored-params"] = ",".join(ignored)
                 upload = {"file": files["file"]} if operation == "transcription" else None
-                result = await self.call(request, identity, operation, model, body, upload, request_id=request_id, options=options)
+                result = await self.call(
+                    request, identity, operation, model, body, upload, request_id=request_id, options=options, response_headers=headers
+                )
                 if isinstance(result, _ObservedStream):
                     return self.stream_response(result, headers, request_id, alias=model)
                 if operation == "transcription" and body.get("response_format") in ("text", "srt", "vtt"):
