@@ -35,17 +35,22 @@ class TestHostedVLLM(ProviderConformance):
     provider = "hosted_vllm"
 
     def expected_request(self, body: Dict[str, Any]) -> Dict[str, Any]:
-        # Documented: file parts (file_id URL or file_data URI) become video_url parts;
-        # tool_choice is not sent without tools.
+        # Documented: file parts holding a video (a video/* data URI, or a file id / URL
+        # ending in .mp4 .webm .mov .mkv .avi) become video_url parts, other files pass as
+        # they are; neither tools: [] nor tool_choice is sent without tools.
+        def is_video(url: str) -> bool:
+            return url.startswith("data:video/") or url.lower().split("?")[0].endswith((".mp4", ".webm", ".mov", ".mkv", ".avi"))
+
         for message in body["messages"]:
             if isinstance(message.get("content"), list):
-                message["content"] = [
-                    {"type": "video_url", "video_url": {"url": p["file"].get("file_data") or p["file"]["file_id"]}}
-                    if p.get("type") == "file" else p
-                    for p in message["content"]
-                ]  # fmt: skip
+                parts = []
+                for p in message["content"]:
+                    url = (p.get("file") or {}).get("file_data") or (p.get("file") or {}).get("file_id") if p.get("type") == "file" else None
+                    parts.append({"type": "video_url", "video_url": {"url": url}} if url and is_video(url) else p)
+                message["content"] = parts
         if not body.get("tools"):
             body.pop("tool_choice", None)
+            body.pop("tools", None)
         return body
 
 

@@ -56,9 +56,11 @@ def test_core_knows_no_provider():
     import re
 
     pattern = re.compile(r"modelscope|dashscope|vllm", re.IGNORECASE)
+    # The one exception: the install hint of UnknownProviderError names real distributions.
+    allowed = {("_registry.py", '    "hosted_vllm": "modelport-vllm",')}
     offenders = []
     for path in (ROOT / "core" / "src").rglob("*.py"):
         for number, line in enumerate(path.read_text().splitlines(), 1):
-            if pattern.search(line):
+            if pattern.search(line) and (path.name, line) not in allowed:
                 offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
     assert not offenders, "\n".join(offenders)

@@ -28,6 +28,15 @@ __all__ = ["ProviderHooks", "ProviderListing", "Registry", "registry", "register
 log = logging.getLogger("modelport")
 
 PROVIDER_GROUP = "modelport.providers"
+#: Provider names (LiteLLM's among them) whose plugin's distribution is not
+#: ``modelport-<name>`` (``_`` as ``-``), named by ``UnknownProviderError``; the other
+#: first-party names (anthropic, azure, gemini, ollama, ...) follow that rule.
+KNOWN_DISTRIBUTIONS = {
+    "openai": "modelport-openai-compat",
+    "text-completion-openai": "modelport-openai-compat",
+    "hosted_vllm": "modelport-vllm",
+    "ollama_chat": "modelport-ollama",
+}
 MIDDLEWARE_GROUP = "modelport.middleware"
 
 
@@ -296,10 +305,11 @@ class Registry:
         candidates = self.entry_point_table().get(name)
         if not candidates:
             installed = self.names()
+            known = KNOWN_DISTRIBUTIONS.get(name)
+            install = f": `pip install {known}`" if known else f", e.g. `pip install modelport-{name.lower().replace('_', '-')}`"
             raise UnknownProviderError(
                 f"unknown provider {name!r}; installed providers: {', '.join(installed) or 'none'}."
-                f" Install its plugin, e.g. `pip install modelport-{name.replace('_', '-')}`,"
-                " or register one with modelport.register_provider()",
+                f" Install its plugin{install}, or register one with modelport.register_provider()",
                 provider=name,
                 installed=installed,
             )

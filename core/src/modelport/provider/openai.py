@@ -47,6 +47,9 @@ __all__ = [
     "error_fields",
     "build_error",
     "stream_error",
+    "CONTEXT_WINDOW_CODES",
+    "CONTEXT_WINDOW_MESSAGES",
+    "is_context_window_error",
     "malformed_response",
     "fold_system_messages",
     "form_fields",
@@ -286,20 +289,32 @@ def parse_chunk(call: Call, event: StreamEvent) -> Any:
 
 
 def stream_error(call: Call, chunk: Dict[str, Any]) -> errors.ProviderError:
-    """The typed error for an error object the upstream sent inside a stream."""
+    """The typed error for an error object the upstream sent inside a stream.
+
+    An integer ``code`` in 400-599 is the status (servers that send their status there);
+    OpenAI's string codes for a prompt over the context window or a content filter, and
+    the context-window messages of ``CONTEXT_WINDOW_MESSAGES``, make a 400 of the
+    matching class.
+    """
     inner = chunk.get("error")
     inner = inner if isinstance(inner, dict) else chunk
     code = inner.get("code")
-    status = code if isinstance(code, int) and 400 <= code < 600 else 500
-    message = inner.get("message") or json.dumps(chunk)[:_BAD_LINE_LIMIT]
-    cls = errors.error_class_for_status(status)
+    message = str(inner.get("message") or json.dumps(chunk)[:_BAD_LINE_LIMIT])
+    if isinstance(code, int) and 400 <= code < 600:
+        status = code
+    elif is_context_window_error(400, code, message) or (isinstance(code, str) and code in _CONTENT_FILTER_CODES):
+        status = 400
+    else:
+        status = 500
+    cls = _refined_class(status, code, message) or errors.error_class_for_status(status)
     return cls(
-        str(message),
+        message,
         status=status,
         provider=call.provider,
         model=call.model,
         code=code,
         type=inner.get("type"),
+        param=inner.get("param") if isinstance(inner.get("param"), str) else None,
         body=json.dumps(chunk),
     )
 
@@ -371,18 +386,53 @@ def build_error(
     )
 
 
+#: Error codes that mean the prompt (plus the requested output) does not fit the model.
+CONTEXT_WINDOW_CODES = frozenset({"context_length_exceeded", "context_window_exceeded", "model_context_window_exceeded"})
+#: Message fragments (lower case) that mean the same, from OpenAI-compatible servers that
+#: send no such code: "This model's maximum context length is N tokens. However, ...",
+#: "The decoder prompt (length N) is longer than the maximum model length of M",
+#: "Range of input length should be [1, N]" (with codes such as ``InvalidParameter``).
+CONTEXT_WINDOW_MESSAGES = (
+    "maximum context length",
+    "longer than the maximum model length",
+    "range of input length should be",
+)
+_CONTENT_FILTER_CODES = frozenset({"content_filter", "content_policy_violation"})
+#: Statuses a context-window error comes with (a 413 from servers that count bytes first).
+_CONTEXT_WINDOW_STATUSES = frozenset({400, 413, 422})
+
+
+def is_context_window_error(status: int, code: Any, message: Any) -> bool:
+    """True when an error answer says the prompt is longer than the model's context window:
+    one of ``CONTEXT_WINDOW_CODES``, or a 400 / 413 / 422 whose message contains one of
+    ``CONTEXT_WINDOW_MESSAGES``."""
+    if isinstance(code, str) and code.lower() in CONTEXT_WINDOW_CODES:
+        return True
+    if status not in _CONTEXT_WINDOW_STATUSES or not isinstance(message, str):
+        return False
+    lowered = message.lower()
+    return any(fragment in lowered for fragment in CONTEXT_WINDOW_MESSAGES)
+
+
+def _refined_class(status: int, code: Any, message: Any) -> Optional[Type[errors.ProviderError]]:
+    if status == 429 and code == "insufficient_quota":
+        return errors.QuotaExceededError
+    if isinstance(code, str) and code in _CONTENT_FILTER_CODES:
+        return errors.ContentFilterError
+    if is_context_window_error(status, code, message):
+        return errors.ContextWindowExceededError
+    return None
+
+
 def map_error(call: Call, response: WireResponse) -> errors.ProviderError:
     """OpenAI's error classes: ``insufficient_quota`` is billing (not retried), content
-    filters are typed, and a 404 hints at a base URL without ``/v1``."""
+    filters are typed, a prompt over the context window is ``ContextWindowExceededError``
+    (``is_context_window_error``), and a 404 hints at a base URL without ``/v1``."""
     fields = error_fields(response)
-    cls: Optional[Type[errors.ProviderError]] = None
-    if response.status == 429 and fields["code"] == "insufficient_quota":
-        cls = errors.QuotaExceededError
-    elif fields["code"] in ("content_filter", "content_policy_violation"):
-        cls = errors.ContentFilterError
+    cls = _refined_class(response.status, fields["code"], fields["message"])
     if response.status == 404:
         base = (call.api_base or call.info.api_base or "").rstrip("/")
-        if not base.endswith("/v1"):
+        if not base.endswith("/v1") and "/v1/" not in base:
             fields["message"] += (
                 f" (hint: the base URL {base or '(default)'} has no '/v1' suffix;"
                 " OpenAI-compatible servers usually serve under '/v1')"

@@ -1,18 +1,24 @@
 """modelport provider ``modelscope``: ModelScope API-Inference.
 
 What differs from OpenAI: the token's several environment names; Qwen3 thinking that
-must be off for non-streaming calls (and, when a caller forces it on, the answer is
-fetched as a stream and assembled, all inside the hooks); 429 bodies under ``errors``
-(plural) with ``modelscope-ratelimit-*`` headers; and image generation as an
-asynchronous task: submit, then poll ``/tasks/{id}`` until ``SUCCEED`` or ``FAILED``,
-expressed as ``FollowUp`` steps that the core drives for sync and async callers alike.
-The plugin also adds ModelScope's image options to ``modelport image``.
+must be off for non-streaming calls (and, when a caller asks for it with
+``enable_thinking=True``, Anthropic-style ``thinking={"type": "enabled", ...}`` or a
+``reasoning_effort`` other than none / minimal, the answer is fetched as a stream and
+assembled, all inside the hooks; ``thinking.budget_tokens`` becomes ``thinking_budget``);
+429 bodies under ``errors`` (plural) with ``modelscope-ratelimit-*`` headers; a prompt
+over the context window (``Range of input length should be [1, N]``, ``maximum context
+length``) as ``ContextWindowExceededError``; and image generation as an asynchronous
+task: submit, then poll ``/tasks/{id}`` until ``SUCCEED`` or ``FAILED``, expressed as
+``FollowUp`` steps that the core drives for sync and async callers alike. The API
+answers with one image URL per task: ``response_format="b64_json"`` and ``n`` > 1 are
+refused before sending. The plugin also adds ModelScope's image options to
+``modelport image``.
 """
 
 from __future__ import annotations
 
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Union
 
 import attrs
 
@@ -37,7 +43,7 @@ from modelport.provider import (
 if TYPE_CHECKING:
     import argparse
 
-__all__ = ["DEFAULT_BASE", "TOKEN_ENV", "POLL_INTERVAL", "TASK_TIMEOUT", "ImageTask"]
+__all__ = ["DEFAULT_BASE", "TOKEN_ENV", "POLL_INTERVAL", "TASK_TIMEOUT", "ImageTask", "image_body"]
 
 DEFAULT_BASE = "https://api-inference.modelscope.cn/v1"
 #: Where the token is looked for after ``api_key``, in this order.
@@ -74,12 +80,60 @@ def resolve_endpoint(call: Call) -> Optional[Endpoint]:
     return None  # the OpenAI endpoint rules: api_base, MODELSCOPE_API_BASE, the default
 
 
+def _reject(param: str, message: str, allowed: str) -> errors.InvalidRequestError:
+    return errors.InvalidRequestError(f"modelscope: {message}", param=param, allowed=allowed)
+
+
+def image_body(body: Mapping[str, Any]) -> Dict[str, Any]:
+    """The image-task submit body: ``response_format`` and ``n`` checked and left out (the
+    API documents neither: it answers with one image URL per task)."""
+    out = dict(body)
+    response_format = out.pop("response_format", None)
+    if response_format not in (None, "url"):
+        raise _reject(
+            "response_format",
+            f"response_format={response_format!r} is not offered: image generation answers with an image URL;"
+            " leave response_format unset (or 'url') and download it, e.g. with modelport.save_images",
+            "url",
+        )
+    n = out.pop("n", None)
+    if n is not None and n != 1:
+        raise _reject(
+            "n", f"n={n!r} is not offered: an image task makes one image; submit one call per image", "1"
+        )
+    return out
+
+
+def _thinking(body: Dict[str, Any]) -> None:
+    """Anthropic-style ``thinking`` and ``reasoning_effort`` as ``enable_thinking`` (and
+    ``thinking_budget``); values the caller set explicitly win."""
+    thinking = body.pop("thinking", None)
+    if thinking is not None:
+        kind = thinking.get("type") if isinstance(thinking, dict) else None
+        budget = thinking.get("budget_tokens") if isinstance(thinking, dict) else None
+        if kind not in ("enabled", "disabled") or (
+            budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 1)
+        ):
+            raise _reject(
+                "thinking",
+                f"thinking must be {{'type': 'enabled', 'budget_tokens': N}} or {{'type': 'disabled'}}, got {thinking!r:.80}",
+                "{'type': 'enabled', 'budget_tokens': N} or {'type': 'disabled'}",
+            )
+        body.setdefault("enable_thinking", kind == "enabled")
+        if kind == "enabled" and budget is not None:
+            body.setdefault("thinking_budget", budget)
+    effort = body.get("reasoning_effort")
+    if effort is not None:
+        body.setdefault("enable_thinking", effort not in ("none", "minimal"))
+
+
 @hookimpl
 def transform_request(call: Call, endpoint: Endpoint) -> Optional[WireRequest]:
     if call.operation == "image_generation":
         headers = {**endpoint.headers, "X-ModelScope-Async-Mode": "true"}
-        return WireRequest("POST", endpoint.url, headers, json=dict(call.body))
+        return WireRequest("POST", endpoint.url, headers, json=image_body(call.body))
     body = dict(call.body)
+    _thinking(body)
     if not call.stream:
         body.setdefault("enable_thinking", False)  # otherwise the API answers 400
         if body["enable_thinking"]:
@@ -203,7 +257,11 @@ def map_error(call: Call, response: WireResponse) -> Optional[errors.ProviderErr
         return openai.build_error(call, response, errors.RateLimitError, fields=fields, details={"ratelimit": limits})
     if not limits and inner is None:
         return None
-    error = openai.map_error(call, response) if inner is None else openai.build_error(call, response, fields=fields)
+    if inner is None:
+        error = openai.map_error(call, response)
+    else:
+        context = openai.is_context_window_error(response.status, fields["code"], fields["message"])
+        error = openai.build_error(call, response, errors.ContextWindowExceededError if context else None, fields=fields)
     error.details["ratelimit"] = limits
     return error
 
