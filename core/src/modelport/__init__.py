@@ -89,6 +89,18 @@ def default_async_client() -> AsyncClient:
     return _default_async_client
 
 
+from . import responses as _responses_api  # noqa: E402  (before the functions that take its name)
+
+
+def responses(model: str, input: Any = None, **kwargs: Any) -> Any:
+    """OpenAI's Responses API over any provider's chat (``modelport.responses`` module)."""
+    return _responses_api.responses(default_client(), model, input, **kwargs)
+
+
+async def aresponses(model: str, input: Any = None, **kwargs: Any) -> Any:
+    return await _responses_api.aresponses(default_async_client(), model, input, **kwargs)
+
+
 def stream_chunk_builder(chunks: List[Any], messages: Optional[List[Any]] = None) -> Any:
     """LiteLLM's name for ``stream_to_completion`` (``messages`` is accepted and unused)."""
     return stream_to_completion(chunks)
@@ -165,6 +177,8 @@ __all__ = [
     "aimage_generation",
     "stream_to_completion",
     "stream_chunk_builder",
+    "responses",
+    "aresponses",
     "save_images",
     "SSEDecoder",
     "NDJSONDecoder",

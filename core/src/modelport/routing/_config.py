@@ -108,7 +108,10 @@ _LITELLM_KEYS = {
     "drop_params", "num_retries", "request_timeout", "fallbacks", "context_window_fallbacks",
     "content_policy_fallbacks", "default_fallbacks", "cooldown_time", "allowed_fails",
 }  # fmt: skip
-_GENERAL_KEYS = {"master_key", "max_request_size_mb", "max_upload_size_mb", "max_connections"}
+_GENERAL_KEYS = {
+    "master_key", "max_request_size_mb", "max_upload_size_mb", "max_connections",
+    "responses_store_max_entries", "responses_store_ttl_minutes",
+}  # fmt: skip
 #: Strategies of ``router_settings.routing_strategy`` (LiteLLM's names, plus round-robin).
 ROUTING_STRATEGIES = (
     "round-robin", "simple-shuffle", "least-busy", "latency-based-routing",
