@@ -291,3 +291,18 @@ def test_api_version_on_a_non_azure_deployment_is_warned_and_dropped(upstream):
             {"model_name": "m", "litellm_params": {"model": "openai/x", "api_base": upstream.base_url, "api_version": "2024-10-21"}}]})  # fmt: skip
     client.completion("m", USER)
     assert "api_version" not in upstream.last.json
+
+
+def test_every_response_knows_its_cost(upstream):
+    client = modelport.Client.from_config({"model_list": [{"model_name": "priced", "litellm_params": {
+        "model": "openai/house-model", "api_base": upstream.base_url,
+        "input_cost_per_token": 0.001, "output_cost_per_token": 0.002}}]})  # fmt: skip
+    result = client.completion("priced", USER)
+    usage = result.usage
+    expected = usage.prompt_tokens * 0.001 + usage.completion_tokens * 0.002
+    assert expected > 0 and result.cost == pytest.approx(expected)
+    assert result._hidden_params["response_cost"] == pytest.approx(expected)  # LiteLLM's place
+    assert "cost" not in result.to_dict() and "_hidden_params" not in result.to_dict()
+    assert modelport.completion_cost(completion_response=result, model="openai/gpt-4o-mini") > 0  # from the catalog
+    unknown = modelport.completion("openai/not-in-any-catalog", USER, api_base=upstream.base_url)
+    assert unknown.cost is None

@@ -35,6 +35,9 @@ _LAZY = {
     "load_config": ("routing", "load_config"),
     "Router": ("routing", "Router"),
     "Timeout": ("transport", "Timeout"),
+    "completion_cost": ("catalog", "completion_cost"),
+    "cost_per_token": ("catalog", "cost_per_token"),
+    "get_model_info": ("catalog", "get_model_info"),
     # The provider toolkit's names, for code written against v1's top-level imports;
     # plugins import them from modelport.provider.
     "hookimpl": ("provider", "hookimpl"),
@@ -179,6 +182,9 @@ __all__ = [
     "stream_chunk_builder",
     "responses",
     "aresponses",
+    "completion_cost",
+    "cost_per_token",
+    "get_model_info",
     "save_images",
     "SSEDecoder",
     "NDJSONDecoder",

@@ -101,7 +101,7 @@ def _version() -> str:
 
 
 #: Core commands that never need a plugin's CLI additions (so they start without loading any).
-_PLUGIN_FREE = {"providers", "serve", "demo", "new-provider"}
+_PLUGIN_FREE = {"providers", "serve", "demo", "new-provider", "models"}
 
 
 def _plugin_extensions() -> List[Any]:

@@ -309,16 +309,26 @@ class _ClientBase:
         )
         return hooks, call, opts
 
-    def _engine(self, operation: str, model: Any, body: Dict[str, Any], kwargs: Dict[str, Any], files: Files) -> Engine:
+    def _engine(
+        self, operation: str, model: Any, body: Dict[str, Any], kwargs: Dict[str, Any], files: Files, pricing: Dict[str, Any]
+    ) -> Engine:
         router = self._router
         if router is not None and model in router:
-            return run_routed(
-                router, model, lambda deployment: self._engine_one(operation, *router.call_arguments(deployment, kwargs), dict(body), files)
-            )
-        return self._engine_one(operation, model, kwargs, body, files)
 
-    def _engine_one(self, operation: str, model: Any, kwargs: Dict[str, Any], body: Dict[str, Any], files: Files) -> Engine:
+            def attempt(deployment: Any) -> Engine:
+                pricing["deployment"] = deployment
+                target, merged = router.call_arguments(deployment, kwargs)
+                return self._engine_one(operation, target, merged, dict(body), files, pricing)
+
+            return run_routed(router, model, attempt)
+        return self._engine_one(operation, model, kwargs, body, files, pricing)
+
+    def _engine_one(
+        self, operation: str, model: Any, kwargs: Dict[str, Any], body: Dict[str, Any], files: Files, pricing: Dict[str, Any]
+    ) -> Engine:
         hooks, call, opts = self._prepare(operation, model, body, dict(kwargs), files)
+        pricing["model"] = f"{call.provider}/{call.model}"
+        pricing["options"] = call.options
         policy = self.policy
         if opts.get("num_retries") is not None:
             policy = attrs.evolve(policy, retries=opts["num_retries"])
@@ -367,10 +377,13 @@ class _ClientBase:
         hooks, call, _ = self._prepare(operation, model, body, kwargs, files)
         return hooks, prepared_request(hooks, attrs.evolve(call, dry_run=True))
 
-    def _finish(self, operation: str, result: Any, stream_class: Any) -> Any:
+    def _finish(self, operation: str, result: Any, stream_class: Any, pricing: Dict[str, Any]) -> Any:
         if isinstance(result, OpenStream):
             return stream_class(result.handle, result.parser, result.call)
-        return _RESULT_TYPES[operation].from_dict(result)
+        typed = _RESULT_TYPES[operation].from_dict(result)
+        # What the cost is computed from, when ``typed.cost`` is first read.
+        typed._pricing = (pricing.get("model"), pricing.get("deployment"), pricing.get("options"))
+        return typed
 
 
 def _error_response(head: WireResponse, content: bytes, request: WireRequest) -> WireResponse:
@@ -407,8 +420,9 @@ class Client(_ClientBase):
 
     def _run(self, operation: str, model: Any, body: Dict[str, Any], kwargs: Dict[str, Any], files: Files = None) -> Any:
         on_progress = kwargs.pop("on_progress", None)
-        result = self._drive(self._engine(operation, model, body, kwargs, files), on_progress)
-        return self._finish(operation, result, Stream)
+        pricing: Dict[str, Any] = {}
+        result = self._drive(self._engine(operation, model, body, kwargs, files, pricing), on_progress)
+        return self._finish(operation, result, Stream, pricing)
 
     def _drive(self, engine: Engine, on_progress: Optional[Callable[[str, float], None]]) -> Any:
         try:
@@ -517,8 +531,9 @@ class AsyncClient(_ClientBase):
 
     async def _run(self, operation: str, model: Any, body: Dict[str, Any], kwargs: Dict[str, Any], files: Files = None) -> Any:
         on_progress = kwargs.pop("on_progress", None)
-        result = await self._drive(self._engine(operation, model, body, kwargs, files), on_progress)
-        return self._finish(operation, result, AsyncStream)
+        pricing: Dict[str, Any] = {}
+        result = await self._drive(self._engine(operation, model, body, kwargs, files, pricing), on_progress)
+        return self._finish(operation, result, AsyncStream, pricing)
 
     async def _drive(self, engine: Engine, on_progress: Optional[Callable[[str, float], None]]) -> Any:
         import asyncio

@@ -287,6 +287,41 @@ def loader(cls: Any) -> Callable[[Any], Any]:
     return compiled.__get__(None, cls)  # type: ignore[no-any-return]
 
 
+class PricedResult(OpenAIObject):
+    """A complete result of a call: it knows what the call cost.
+
+    ``cost`` (USD, or the catalog's currency for the region) is computed on first read
+    from the catalog and the deployment's prices, so a caller who never asks pays
+    nothing; ``None`` when the model or its prices are unknown. ``_hidden_params``
+    gives it under LiteLLM's name (``["response_cost"]``). Neither is part of
+    ``to_dict()``: the OpenAI JSON stays exactly the upstream's.
+    """
+
+    __slots__ = ("_pricing", "_cost")
+
+    @property
+    def cost(self) -> Optional[float]:
+        cost: Any = getattr(self, "_cost", NOTSET)
+        if cost is NOTSET:
+            cost = None
+            pricing = getattr(self, "_pricing", None)
+            if pricing is not None:
+                from .catalog import completion_cost
+                from .errors import ModelportError
+
+                model, deployment, options = pricing
+                try:
+                    cost = completion_cost(self, model, config_deployment=deployment, call_options=options)
+                except (ModelportError, ValueError, TypeError):
+                    cost = None
+            self._cost = cost
+        return None if cost is None else float(cost)
+
+    @property
+    def _hidden_params(self) -> Dict[str, Any]:
+        return {"response_cost": self.cost}
+
+
 # --- content parts -------------------------------------------------------------------
 
 
@@ -492,7 +527,7 @@ class Choice(OpenAIObject):
 
 
 @openai_type
-class ChatCompletion(OpenAIObject):
+class ChatCompletion(PricedResult):
     id: str = field()
     object: str = field()
     created: int = field()
@@ -532,7 +567,7 @@ class CompletionChoice(OpenAIObject):
 
 
 @openai_type
-class Completion(OpenAIObject):
+class Completion(PricedResult):
     """A legacy ``/completions`` response or stream chunk."""
 
     id: str = field()
@@ -554,7 +589,7 @@ class Embedding(OpenAIObject):
 
 
 @openai_type
-class EmbeddingResponse(OpenAIObject):
+class EmbeddingResponse(PricedResult):
     object: str = field()
     data: List[Embedding] = nested(Embedding, many=True)
     model: str = field()
@@ -574,7 +609,7 @@ class RerankResult(OpenAIObject):
 
 
 @openai_type
-class RerankResponse(OpenAIObject):
+class RerankResponse(PricedResult):
     id: str = field()
     object: str = field()
     model: str = field()
@@ -583,7 +618,7 @@ class RerankResponse(OpenAIObject):
 
 
 @openai_type
-class Transcription(OpenAIObject):
+class Transcription(PricedResult):
     """An audio transcription; plain-text formats (text, srt, vtt) arrive as ``text`` alone."""
 
     text: str = field()
@@ -602,7 +637,7 @@ class Image(OpenAIObject):
 
 
 @openai_type
-class ImageResponse(OpenAIObject):
+class ImageResponse(PricedResult):
     created: int = field()
     data: List[Image] = nested(Image, many=True)
     usage: Dict[str, Any] = field()
