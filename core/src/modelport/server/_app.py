@@ -170,6 +170,8 @@ class CallRecord:
     upstream_model: Optional[str] = None
     error: Optional[BaseException] = None
     stream: bool = False
+    #: A guard refused the call before it ran (rate limit, budget): nothing was sent upstream.
+    refused: bool = False
 
 
 class Observer(Protocol):
@@ -224,6 +226,8 @@ class Gateway:
         auth: Optional[Auth] = None,
     ) -> None:
         self.client = client
+        #: The master key (None: an open gateway); admin features check it.
+        self.master_key = master_key
         self.settings = settings or GatewaySettings()
         self.allow_direct_models = allow_direct_models
         self.auth: Auth = auth or MasterKeyAuth(master_key)
@@ -372,9 +376,10 @@ class Gateway:
                     releases.append(release)
                     if response_headers is not None:  # e.g. x-ratelimit-remaining-requests
                         response_headers.update(getattr(release, "headers", None) or {})
-        except BaseException as refused:  # give back what earlier guards took
-            status = client_error(refused, request_id)[0]
-            await self.finish(CallRecord(request_id, identity, operation, model, status, 0.0, error=refused, stream=stream), releases)
+        except BaseException as refusal:  # give back what earlier guards took
+            status = client_error(refusal, request_id)[0]
+            record = CallRecord(request_id, identity, operation, model, status, 0.0, error=refusal, stream=stream, refused=True)
+            await self.finish(record, releases)
             raise
         try:
             if stream:
@@ -401,13 +406,18 @@ class Gateway:
                 log.exception("releasing a guard failed")
         self.observe(record)
 
-    def stream_response(self, stream: Any, headers: Dict[str, str], request_id: str, alias: Optional[str] = None) -> "Response":
-        """Server-sent events of ``stream``'s chunks (the ``model`` field set to ``alias``)."""
+    def stream_response(
+        self, stream: Any, headers: Dict[str, str], request_id: str, alias: Optional[str] = None, hide_usage: bool = False
+    ) -> "Response":
+        """Server-sent events of ``stream``'s chunks (the ``model`` field set to ``alias``;
+        ``hide_usage``: the usage-only chunk the gateway asked for is not passed on)."""
         from starlette.responses import StreamingResponse
 
         async def events() -> AsyncIterator[bytes]:
             try:
                 async for chunk in stream:
+                    if hide_usage and not chunk.choices and chunk.usage:
+                        continue
                     payload = chunk.to_dict()
                     if alias is not None and "model" in payload:
                         payload["model"] = alias
@@ -444,11 +454,18 @@ class Gateway:
                 if ignored:
                     headers["x-modelport-ignored-params"] = ",".join(ignored)
                 upload = {"file": files["file"]} if operation == "transcription" else None
+                hide_usage = False
+                if body.get("stream"):  # ask for usage (spend, metrics); hide it if the client did not
+                    given = body.get("stream_options")
+                    stream_options: Dict[str, Any] = given if isinstance(given, dict) else {}
+                    if not stream_options.get("include_usage"):
+                        body["stream_options"] = {**stream_options, "include_usage": True}
+                        hide_usage = True
                 result = await self.call(
                     request, identity, operation, model, body, upload, request_id=request_id, options=options, response_headers=headers
                 )
                 if isinstance(result, _ObservedStream):
-                    return self.stream_response(result, headers, request_id, alias=model)
+                    return self.stream_response(result, headers, request_id, alias=model, hide_usage=hide_usage)
                 if operation == "transcription" and body.get("response_format") in ("text", "srt", "vtt"):
                     return Response(result.text, media_type="text/plain", headers=headers)
                 payload = result.to_dict()
@@ -482,7 +499,10 @@ class Gateway:
 
     async def _models(self, request: "Request") -> "Response":
         request_id = request_id_for(request.headers)
-        identity = await self.auth.identify(request)
+        try:
+            identity = await self.auth.identify(request)
+        except Exception as error:
+            return self.failure(error, request_id)
         if identity is None:
             return self.unauthorised(request_id)
         names = [n for n in self.client.model_names if identity.models is None or n in identity.models]

@@ -246,9 +246,11 @@ def client_error(error: BaseException, request_id: str, *, retried: bool = False
     upstream call, so the client is told not to (``x-should-retry: false``).
     """
     status = _status_of(error)
+    gateway_type = error.details.get("error_type") if isinstance(error, ProviderError) else None
     inner: Dict[str, Any] = {
         "message": _message_of(error, status),
-        "type": _TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error"),
+        # A gateway-made error may name its own type (LiteLLM's "budget_exceeded").
+        "type": gateway_type or _TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error"),
         "param": getattr(error, "param", None),
         "code": _code_of(error, status),
     }
