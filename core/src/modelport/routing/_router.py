@@ -165,6 +165,10 @@ class Router:
                 self._wildcards.append((deployment.model_name, prefix, suffix))
         self._wildcards.sort(key=lambda w: -(len(w[1]) + len(w[2])))
 
+    def now(self) -> float:
+        """The router's clock (monotonic seconds): what cool-downs in its state are measured on."""
+        return self._clock()
+
     # -- names ------------------------------------------------------------------------------
 
     def group_of(self, model: str) -> Optional[str]:
