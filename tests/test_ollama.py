@@ -714,7 +714,9 @@ def test_gateway_with_the_openai_sdk(gateway: str, ollama: OllamaServer) -> None
     assert result.usage is not None and result.usage.total_tokens == 26 + 3
     assert ollama.last["path"] == "/api/chat"
     assert ollama.last["json"] == {"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}], "stream": False, "options": {"num_ctx": 4096, "num_predict": 5}}
-    stream = sdk.chat.completions.create(model="local-llama", messages=[{"role": "user", "content": "a b c"}], stream=True)
+    stream = sdk.chat.completions.create(
+        model="local-llama", messages=[{"role": "user", "content": "a b c"}], stream=True, stream_options={"include_usage": True}
+    )
     chunks = list(stream)
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "You said: a b c"
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop" and chunks[-1].usage.completion_tokens == 5
