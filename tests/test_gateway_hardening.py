@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -379,3 +380,52 @@ def test_serve_logs_json_and_redacts_keys_in_the_access_log(tmp_path):
     assert lines and all({"time", "level", "logger", "message"} <= set(line) for line in lines)
     access = [line["message"] for line in lines if "/health" in line["message"]]
     assert access and "sk-leaky-123" not in stderr and "api_key=[REDACTED]" in access[0]
+
+
+def test_cors_is_off_by_default_and_follows_the_configured_origins(tmp_path):
+    with FakeUpstream() as upstream:
+        for origins, allowed in (("[]", None), ('["https://app.example"]', "https://app.example")):
+            path = tmp_path / "cors.yaml"
+            path.write_text("model_list:\n" + _chat_model(upstream.base_url) + f"general_settings: {{cors_allow_origins: {origins}}}\n")
+            server, thread, url = run_server(app_from_config(str(path)))
+            try:
+                preflight = httpx.options(f"{url}/v1/chat/completions", headers={
+                    "Origin": "https://app.example", "Access-Control-Request-Method": "POST",
+                    "Access-Control-Request-Headers": "authorization,content-type"})  # fmt: skip
+                assert preflight.headers.get("access-control-allow-origin") == allowed
+            finally:
+                server.should_exit = True
+                thread.join(10)
+
+
+def test_a_shutdown_lets_in_flight_streams_finish(tmp_path):
+    head = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m"}
+    with FakeUpstream() as upstream:
+        upstream.reply(sse=[{**head, "choices": [{"index": 0, "delta": {"content": f"{i} "}, "finish_reason": None}]} for i in range(20)], chunk_delay=0.1)
+        config = tmp_path / "graceful.yaml"
+        config.write_text("model_list:\n" + _chat_model(upstream.base_url) + "general_settings: {graceful_shutdown_seconds: 10}\n")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        process = subprocess.Popen([sys.executable, "-m", "modelport", "serve", "--config", str(config), "--port", str(port), "--log-level", "warning"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+                    break
+                except httpx.TransportError:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.1)
+            sdk = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="any", max_retries=0)
+            stream = sdk.chat.completions.create(model="m", messages=USER, stream=True)
+            first = next(iter(stream))
+            process.send_signal(signal.SIGTERM)  # mid-stream: the stream must still complete
+            rest = list(stream)
+            text = "".join(c.choices[0].delta.content or "" for c in [first, *rest] if c.choices)
+            assert text == "".join(f"{i} " for i in range(20))
+            assert process.wait(15) is not None
+        finally:
+            if process.poll() is None:
+                process.kill()

@@ -112,6 +112,7 @@ _GENERAL_KEYS = {
     "master_key", "max_request_size_mb", "max_upload_size_mb", "max_connections",
     "responses_store_max_entries", "responses_store_ttl_minutes",
     "database_url", "proxy_batch_write_at", "user_api_key_cache_ttl", "metrics", "otel", "metrics_require_auth",
+    "cors_allow_origins", "graceful_shutdown_seconds",
 }  # fmt: skip
 #: Strategies of ``router_settings.routing_strategy`` (LiteLLM's names, plus round-robin).
 ROUTING_STRATEGIES = (

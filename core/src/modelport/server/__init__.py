@@ -110,7 +110,7 @@ def _env_is_set(name: str) -> bool:
 def settings_from_config(general: Dict[str, Any], **overrides: Any) -> GatewaySettings:
     """Gateway settings from ``general_settings`` (LiteLLM's keys where it has them)."""
     values: Dict[str, Any] = {}
-    for name in ("max_request_size_mb", "max_upload_size_mb", "max_connections"):
+    for name in ("max_request_size_mb", "max_upload_size_mb", "max_connections", "cors_allow_origins", "graceful_shutdown_seconds"):
         if general.get(name) is not None:
             values[name] = general[name]
     values.update({k: v for k, v in overrides.items() if v is not None})
@@ -215,6 +215,7 @@ def serve(
             log_config=None,
             limit_concurrency=limit_concurrency,
             timeout_keep_alive=timeout_keep_alive,
+            timeout_graceful_shutdown=int(settings.graceful_shutdown_seconds),
         )
     )
     server.run(sockets=[sock])

@@ -87,6 +87,10 @@ class GatewaySettings:
     max_upload_size_mb: float = 32.0
     #: Upstream connections the gateway keeps open at most (its pool size).
     max_connections: int = 1000
+    #: Origins a browser may call the gateway from (CORS); empty: no CORS headers.
+    cors_allow_origins: Tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    #: Seconds in-flight requests (streams included) may take to finish after a shutdown signal.
+    graceful_shutdown_seconds: float = 30.0
 
 
 @attrs.frozen
@@ -540,7 +544,24 @@ class Gateway:
                     await stop()
                 await self.client.aclose()
 
-        return Starlette(routes=[*self.routes(), *extra_routes], lifespan=lifespan, exception_handlers={HTTPException: self._http_error})
+        middleware = []
+        if self.settings.cors_allow_origins:
+            from starlette.middleware import Middleware
+            from starlette.middleware.cors import CORSMiddleware
+
+            middleware.append(Middleware(
+                CORSMiddleware,
+                allow_origins=list(self.settings.cors_allow_origins),
+                allow_methods=["GET", "POST", "OPTIONS"],
+                allow_headers=["authorization", "content-type", "x-api-key", "x-request-id", "anthropic-version", "openai-beta"],
+                expose_headers=["x-request-id", "retry-after", "x-ratelimit-remaining-requests", "x-ratelimit-remaining-tokens"],
+            ))  # fmt: skip
+        return Starlette(
+            routes=[*self.routes(), *extra_routes],
+            lifespan=lifespan,
+            exception_handlers={HTTPException: self._http_error},
+            middleware=middleware,
+        )
 
 
 class _ObservedStream:
