@@ -43,7 +43,7 @@ from modelport.provider import (
 if TYPE_CHECKING:
     import argparse
 
-__all__ = ["DEFAULT_BASE", "TOKEN_ENV", "POLL_INTERVAL", "TASK_TIMEOUT", "ImageTask", "image_body"]
+__all__ = ["DEFAULT_BASE", "TOKEN_ENV", "POLL_INTERVAL", "TASK_TIMEOUT", "IMAGE_PROMPT_MAX_CHARS", "ImageTask", "image_body"]
 
 DEFAULT_BASE = "https://api-inference.modelscope.cn/v1"
 #: Where the token is looked for after ``api_key``, in this order.
@@ -52,6 +52,8 @@ TOKEN_ENV = ("MODELSCOPE_TOKEN", "MODELSCOPE_API_KEY", "MODELSCOPE_SDK_TOKEN")
 #: ``task_timeout=`` per call).
 POLL_INTERVAL = 2.0
 TASK_TIMEOUT = 300.0
+#: ModelScope's documented limit: a prompt shorter than 2000 characters (``modelport images`` checks it).
+IMAGE_PROMPT_MAX_CHARS = 1999
 
 _DONE, _FAILED = "SUCCEED", "FAILED"
 
