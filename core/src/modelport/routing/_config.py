@@ -107,12 +107,16 @@ _ROUTER_KEYS = {
 _LITELLM_KEYS = {
     "drop_params", "num_retries", "request_timeout", "fallbacks", "context_window_fallbacks",
     "content_policy_fallbacks", "default_fallbacks", "cooldown_time", "allowed_fails",
+    "callbacks", "require_auth_for_metrics_endpoint",
 }  # fmt: skip
+#: ``litellm_settings.callbacks`` values modelport serves itself.
+_CALLBACKS = {"prometheus", "otel"}
 _GENERAL_KEYS = {
     "master_key", "max_request_size_mb", "max_upload_size_mb", "max_connections",
     "responses_store_max_entries", "responses_store_ttl_minutes",
     "database_url", "proxy_batch_write_at", "user_api_key_cache_ttl", "metrics", "otel", "metrics_require_auth",
     "cors_allow_origins", "graceful_shutdown_seconds",
+    "health_check_cache_seconds", "health_check_concurrency", "health_check_timeout",
 }  # fmt: skip
 #: Strategies of ``router_settings.routing_strategy`` (LiteLLM's names, plus round-robin).
 ROUTING_STRATEGIES = (
@@ -204,6 +208,8 @@ class Config:
     ignored: List[str] = attrs.field(factory=list)
     #: ``router_settings`` as written (shared-state settings such as ``redis_url`` read it).
     router_settings: Dict[str, Any] = attrs.field(factory=dict, repr=False)
+    #: ``litellm_settings`` as written (``callbacks``, ...).
+    litellm_settings: Dict[str, Any] = attrs.field(factory=dict, repr=False)
 
     @property
     def model_names(self) -> List[str]:
@@ -349,6 +355,8 @@ def load_config(source: Union[str, "os.PathLike[str]", Mapping[str, Any], Config
     router, general, litellm = sections["router_settings"], sections["general_settings"], sections["litellm_settings"]
     ignored += [f"router_settings.{k}" for k in sorted(set(router) - _ROUTER_KEYS)]
     ignored += [f"litellm_settings.{k}" for k in sorted(set(litellm) - _LITELLM_KEYS)]
+    callbacks = litellm.get("callbacks") or []
+    ignored += [f"litellm_settings.callbacks: {c}" for c in (callbacks if isinstance(callbacks, list) else [callbacks]) if c not in _CALLBACKS]
     ignored += [f"general_settings.{k}" for k in sorted(set(general) - _GENERAL_KEYS)]
 
     def setting(name: str, *aliases: str) -> Any:  # router_settings wins over litellm_settings
@@ -414,6 +422,7 @@ def load_config(source: Union[str, "os.PathLike[str]", Mapping[str, Any], Config
         general=dict(general),
         ignored=ignored,
         router_settings=dict(router),
+        litellm_settings=dict(litellm),
     )
 
 

@@ -176,6 +176,16 @@ class CallRecord:
     stream: bool = False
     #: A guard refused the call before it ran (rate limit, budget): nothing was sent upstream.
     refused: bool = False
+    #: Streams: seconds from the call's start to its first chunk.
+    first_token_seconds: Optional[float] = None
+    #: The typed result of a non-streaming call (its ``cost`` is computed on first read).
+    result: Any = attrs.field(default=None, repr=False, eq=False)
+
+    @property
+    def cost(self) -> Optional[float]:
+        """What the call cost (None: unknown, or a stream)."""
+        cost = getattr(self.result, "cost", None)
+        return cost if isinstance(cost, float) else None
 
 
 class Observer(Protocol):
@@ -398,7 +408,8 @@ class Gateway:
         usage: Any = result.get("usage") if hasattr(result, "get") else None
         usage_dict = usage.to_dict() if usage is not None and hasattr(usage, "to_dict") else usage
         upstream = result.get("model") if hasattr(result, "get") else None
-        await self.finish(CallRecord(request_id, identity, operation, model, 200, time.monotonic() - started, usage_dict, upstream), releases)
+        record = CallRecord(request_id, identity, operation, model, 200, time.monotonic() - started, usage_dict, upstream, result=result)
+        await self.finish(record, releases)
         return result
 
     async def finish(self, record: CallRecord, releases: List[Callable[[CallRecord], Awaitable[None]]]) -> None:
@@ -510,7 +521,9 @@ class Gateway:
         if identity is None:
             return self.unauthorised(request_id)
         names = [n for n in self.client.model_names if identity.models is None or n in identity.models]
-        data = [{"id": name, "object": "model", "created": 0, "owned_by": "modelport"} for name in names]
+        from ._monitoring import model_card
+
+        data = [model_card(self, name) or {"id": name, "object": "model", "created": 0, "owned_by": "modelport"} for name in names]
         return self.json_response({"object": "list", "data": data}, headers={"x-request-id": request_id})
 
     async def _health(self, request: "Request") -> "Response":
@@ -576,6 +589,7 @@ class _ObservedStream:
         self._usage: Optional[Dict[str, Any]] = None
         self._upstream: Optional[str] = None
         self._error: Optional[BaseException] = None
+        self._first: Optional[float] = None
 
     def __aiter__(self) -> "_ObservedStream":
         return self
@@ -588,6 +602,8 @@ class _ObservedStream:
         except BaseException as error:
             self._error = error
             raise
+        if self._first is None:
+            self._first = time.monotonic() - self._started
         if chunk.usage:
             self._usage = chunk.usage.to_dict()
         if self._upstream is None and isinstance(chunk.model, str):
@@ -600,5 +616,5 @@ class _ObservedStream:
         finally:
             status = 200 if self._error is None else client_error(self._error, self._record.request_id)[0]
             record = attrs.evolve(self._record, status=status, seconds=time.monotonic() - self._started, usage=self._usage,
-                                  upstream_model=self._upstream, error=self._error)  # fmt: skip
+                                  upstream_model=self._upstream, error=self._error, first_token_seconds=self._first)  # fmt: skip
             await self._gateway.finish(record, self._releases)

@@ -174,7 +174,7 @@ def _status_of(error: BaseException) -> int:
     return 500
 
 
-def _code_of(error: BaseException, status: int) -> str:
+def error_code(error: BaseException, status: int) -> str:
     """OpenAI's ``code`` values where one fits; never a Python class name."""
     if isinstance(error, ContextWindowExceededError):
         return "context_length_exceeded"
@@ -252,7 +252,7 @@ def client_error(error: BaseException, request_id: str, *, retried: bool = False
         # A gateway-made error may name its own type (LiteLLM's "budget_exceeded").
         "type": gateway_type or _TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error"),
         "param": getattr(error, "param", None),
-        "code": _code_of(error, status),
+        "code": error_code(error, status),
     }
     headers = {"x-request-id": request_id}
     if isinstance(error, ProviderError):

@@ -518,6 +518,10 @@ def run_workers(
     if warning:
         log.warning("%s", warning)
     os.environ[CONFIG_ENV] = os.path.abspath(config_path)
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # /metrics counts every worker's calls
+        import tempfile
+
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="modelport-metrics-")
     os.environ["MODELPORT_LOG_LEVEL"] = log_level
     os.environ["MODELPORT_LOG_FORMAT"] = "json" if json_logs else "text"
     uv_config = uvicorn.Config(

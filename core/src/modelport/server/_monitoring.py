@@ -46,7 +46,7 @@ import attrs
 from ..client import AsyncClient
 from ..errors import ModelportError, ProviderError
 from ._app import CallRecord, Gateway, Identity
-from ._edge import _code_of, client_error, error_json, request_id_for
+from ._edge import client_error, error_code, error_json, request_id_for
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -85,6 +85,9 @@ _KNOWN_CODES = frozenset(
 _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 _TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 _MAX_ALIASES = 1000
+#: Fields a CallRecord may gain (the first token's time, the call's price): read when there.
+_RECORD_HAS_FIRST_TOKEN = "first_token_seconds" in attrs.fields_dict(CallRecord)
+_RECORD_HAS_COST = "cost" in attrs.fields_dict(CallRecord)
 _READINESS_TIMEOUT = 1.0
 
 
@@ -128,20 +131,18 @@ def _litellm_settings(config: Any) -> Mapping[str, Any]:
     return section if isinstance(section, dict) else {}
 
 
-def _database_url(config: Any) -> Optional[str]:
-    """The database the gateway uses (the teams feature's): ``general_settings.database_url``,
-    ``DATABASE_URL``, or the embedded SQLite file of a config with a master key."""
+def _database_url(config: Any) -> Tuple[Optional[str], bool]:
+    """(the database the gateway uses, whether it is the embedded SQLite file): the teams
+    feature's ``general_settings.database_url``, ``DATABASE_URL``, or the embedded file of
+    a config with a master key."""
     if config is None:
-        return os.environ.get("DATABASE_URL") or None
+        return os.environ.get("DATABASE_URL") or None, False
     try:
         from ..teams import database_url_for
 
-        url, embedded = database_url_for(config)
+        return database_url_for(config)
     except (ImportError, ModelportError):
-        return None
-    if url and embedded and not os.path.exists(url.split(":///", 1)[-1]):
-        return None  # the embedded file is made by the teams feature: it is off
-    return url
+        return None, False
 
 
 def _redis_url(config: Any) -> Optional[str]:
@@ -176,6 +177,8 @@ class MonitoringSettings:
     health_check_concurrency: int = 8
     health_check_timeout: float = 10.0
     database_url: Optional[str] = attrs.field(default=None, repr=False)
+    #: The database is the embedded SQLite file (made by the teams feature when it is on).
+    database_embedded: bool = False
     redis_url: Optional[str] = attrs.field(default=None, repr=False)
 
     @classmethod
@@ -188,6 +191,7 @@ class MonitoringSettings:
         litellm = _litellm_settings(config)
         callbacks = litellm.get("callbacks") or []
         callbacks = [str(c) for c in (callbacks if isinstance(callbacks, list) else [callbacks])]
+        database = _database_url(config)
         metrics = general.get("metrics")
         require = general.get("metrics_require_auth", litellm.get("require_auth_for_metrics_endpoint"))
         return cls(
@@ -197,7 +201,8 @@ class MonitoringSettings:
             health_check_cache_seconds=_number(general, "health_check_cache_seconds", 60.0, 0),
             health_check_concurrency=int(_number(general, "health_check_concurrency", 8, 1)),
             health_check_timeout=_number(general, "health_check_timeout", 10.0, 0.1),
-            database_url=_database_url(config),
+            database_url=database[0],
+            database_embedded=database[1],
             redis_url=_redis_url(config),
         )
 
@@ -450,30 +455,33 @@ class _Metrics:
         series.requests.inc()
         series.latency.observe(record.seconds)
         if record.stream and record.status == 200:
-            first = getattr(record, "first_token_seconds", None)
+            first = getattr(record, "first_token_seconds", None) if _RECORD_HAS_FIRST_TOKEN else None
             if first is None and state is not None and state.first_token is not None:
                 first = state.first_token - state.started
             if first is not None:
                 series.ttft.observe(first)
         usage = record.usage
+        cost = getattr(record, "cost", None) if _RECORD_HAS_COST else None
         if usage:
-            prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
-            completion = usage.get("completion_tokens", usage.get("output_tokens"))
+            prompt = usage.get("prompt_tokens")
+            if prompt is None:
+                prompt = usage.get("input_tokens")
+            completion = usage.get("completion_tokens")
+            if completion is None:
+                completion = usage.get("output_tokens")
             if isinstance(prompt, int) and prompt > 0:
                 series.input_tokens.inc(prompt)
             if isinstance(completion, int) and completion > 0:
                 series.output_tokens.inc(completion)
-        cost = getattr(record, "cost", None)
-        if cost is None and usage:
-            cost = usage.get("cost")
-        series.spend.inc(cost if isinstance(cost, (int, float)) and not isinstance(cost, bool) and cost > 0 else 0)
-        if isinstance(record.error, ProviderError):
-            code = _code_of(record.error, record.status)
+            if cost is None:
+                cost = usage.get("cost")
+        if isinstance(cost, (int, float)) and not isinstance(cost, bool) and cost > 0:
+            series.spend.inc(cost)
+        if record.error is not None and isinstance(record.error, ProviderError):
+            code = error_code(record.error, record.status)
             if code not in _KNOWN_CODES:
                 code = "upstream_error" if record.status < 500 else "upstream_server_error"
             self.errors.labels(group, upstream, code).inc()
-        if state is not None:
-            _STATE.set(None)
 
     # exposition
 
@@ -565,7 +573,7 @@ class _Tracing:
             if record.status == 499:
                 code = "client_disconnected"
             elif record.error is not None:
-                code = _code_of(record.error, record.status)
+                code = error_code(record.error, record.status)
             elif record.status >= 400:
                 code = str(record.status)
             finish_call(call, status=record.status, usage=record.usage, response_model=record.upstream_model, error_code=code,
@@ -705,6 +713,7 @@ class Monitoring:
         if self.settings.otel:
             self._install_tracing()
         if self._guards:
+            gateway.guards.extend(self._guards)
             gateway.on_startup.append(self._guards_last)
         gateway.on_shutdown.append(self._shutdown)
 
@@ -784,8 +793,11 @@ class Monitoring:
         settings = self.settings
         client = self.gateway.client
         checks: Dict[str, Awaitable[str]] = {}
-        if settings.database_url:
-            checks["db"] = _probe_database(settings.database_url, _READINESS_TIMEOUT)
+        database = settings.database_url
+        if database and settings.database_embedded and not await asyncio.to_thread(os.path.exists, database.split(":///", 1)[-1]):
+            database = None  # the teams feature makes the embedded file: it is off
+        if database:
+            checks["db"] = _probe_database(database, _READINESS_TIMEOUT)
         if settings.redis_url:
             checks["redis"] = _probe_redis(settings.redis_url, _READINESS_TIMEOUT)
         extra: Mapping[str, Callable[[], Awaitable[Any]]] = getattr(self.gateway, "readiness_checks", None) or {}
