@@ -7,7 +7,8 @@ import pathlib
 import subprocess
 import sys
 import textwrap
-from typing import Dict, Optional
+import threading
+from typing import Any, Dict, Optional, Tuple
 
 
 def make_distribution(
@@ -44,3 +45,22 @@ def run_python(code: str, *paths: pathlib.Path, env: Optional[Dict[str, str]] = 
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=full_env, timeout=120
     )
+
+
+def run_server(app: Any) -> Tuple[Any, threading.Thread, str]:
+    """``app`` under a real uvicorn server on 127.0.0.1 (a free port), in a thread:
+    (server, thread, base URL). Stop it with ``server.should_exit = True; thread.join()``."""
+    import socket
+    import time
+
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return server, thread, f"http://127.0.0.1:{sock.getsockname()[1]}"

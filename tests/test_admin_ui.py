@@ -8,15 +8,12 @@ import json
 import os
 import pathlib
 import shutil
-import socket
-import threading
-import time
 
 import httpx
 import openai
 import pytest
-import uvicorn
 
+from helpers import run_server
 from modelport.client import AsyncClient
 from modelport.routing import load_config
 from modelport.server import app_from_config, create_app
@@ -33,16 +30,6 @@ CHROMIUM_ARGS = [
 TIMEOUT_MS = 10_000
 
 
-def run_server(app):
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return server, thread, f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 def _unavailable(reason: str) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,11 +17,11 @@ from typing import Any, Dict, Iterator, List, Optional
 
 import openai as openai_sdk
 import pytest
-import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import modelport
+from helpers import run_server
 from modelport import errors
 from modelport.provider import IGNORE_EVENT, EndOfStream, WireResponse
 from modelport.testing import ProviderConformance
@@ -806,16 +805,6 @@ def test_providers_lists_anthropic_with_its_operations() -> None:
 MASTER = "sk-gateway-master-anthropic"
 
 
-def run_server(app: Any) -> Any:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return server, thread, f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 def test_gateway_serves_claude_to_the_openai_sdk(fake: FakeAnthropic, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,9 +20,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import openai
 import pytest
-import uvicorn
 
 import modelport
+from helpers import run_server
 from modelport.server import app_from_config
 from modelport.testing import ProviderConformance
 
@@ -835,16 +834,6 @@ def test_providers_lists_azure() -> None:
     assert listing.info.api_key_env == ("AZURE_API_KEY", "AZURE_OPENAI_API_KEY")
 
 
-def run_server(app: Any) -> Tuple[Any, threading.Thread, str]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        threading.Event().wait(0.01)
-    return server, thread, f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 def test_gateway_with_the_openai_sdk(azure: AzureServer, tmp_path: Any) -> None:

@@ -15,7 +15,6 @@ import asyncio
 import base64
 import json
 import os
-import socket
 import struct
 import subprocess
 import sys
@@ -26,9 +25,9 @@ from typing import Any, Dict, List, Optional
 
 import openai as openai_sdk
 import pytest
-import uvicorn
 
 import modelport
+from helpers import run_server as _run_server
 from modelport import errors
 from modelport.provider import Call, Step
 from modelport.server import app_from_config
@@ -389,16 +388,6 @@ def test_cli_dry_run_shows_the_native_submit():
     assert '"size": "1024*1024"' in result.stdout
 
 
-def _run_server(app):
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return server, thread, f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 def test_images_and_multimodal_embeddings_through_the_gateway(tmp_path):

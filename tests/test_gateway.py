@@ -5,14 +5,13 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-import threading
 import time
 
 import httpx
 import openai
 import pytest
-import uvicorn
 
+from helpers import run_server
 from modelport.server import app_from_config
 from modelport.testing.upstream import FakeUpstream
 
@@ -20,16 +19,6 @@ MASTER = "sk-gateway-master-123"
 UPSTREAM_KEY = "sk-upstream-secret-456"
 
 
-def run_server(app):
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return server, thread, f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 @pytest.fixture

@@ -20,8 +20,8 @@ from typing import Any, Dict, List
 import httpx
 import openai
 import pytest
-import uvicorn
 
+from helpers import run_server
 from modelport.server import app_from_config
 from modelport.testing.upstream import FakeUpstream
 
@@ -30,16 +30,6 @@ AUTH = {"Authorization": f"Bearer {MASTER}"}
 USER = [{"role": "user", "content": "hi"}]
 
 
-def run_server(app: Any) -> Any:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return server, thread, f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 class Gateway:

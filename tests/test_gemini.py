@@ -14,7 +14,6 @@ import asyncio
 import base64
 import json
 import re
-import socket
 import struct
 import threading
 import time
@@ -24,10 +23,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import openai as openai_sdk
 import pytest
-import uvicorn
 from hypothesis import assume
 
 import modelport
+from helpers import run_server
 from modelport.server import app_from_config
 from modelport.testing import ProviderConformance
 
@@ -759,16 +758,6 @@ def test_providers_lists_gemini_with_its_operations() -> None:
     assert "x-goog-api-key" in info.secret_headers and "key" in info.secret_fields
 
 
-def run_server(app: Any) -> Tuple[uvicorn.Server, threading.Thread, str]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return server, thread, f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 def test_gateway_serves_gemini_to_the_openai_sdk(gemini: GeminiServer, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:

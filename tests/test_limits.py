@@ -23,8 +23,8 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import httpx
 import openai
 import pytest
-import uvicorn
 
+from helpers import run_server
 from modelport.errors import RateLimitError
 from modelport.routing import Router, load_config
 from modelport.routing._redis import RedisRouterState, RedisSettings, redis_settings
@@ -46,16 +46,6 @@ HELLO_TOKENS = 7
 MINUTE = 60_000 * 60.0  # a fake wall clock at the start of a minute
 
 
-def run_server(app: Any) -> Any:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return server, thread, f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 class Clock:

@@ -5,16 +5,13 @@ on 127.0.0.1 in front of a loopback upstream."""
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 from typing import Any, Dict, List
 
 import anthropic
 import httpx
 import pytest
-import uvicorn
 
+from helpers import run_server
 from modelport.anthropic_messages import MessageStreamTranslator, completion_to_message, error_body, request_to_chat
 from modelport.errors import InvalidRequestError
 from modelport.server import app_from_config
@@ -29,16 +26,6 @@ WEATHER = {
 USER = [{"role": "user", "content": "hello"}]
 
 
-def run_server(app: Any) -> Any:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return server, thread, f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 @pytest.fixture

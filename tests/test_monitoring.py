@@ -16,9 +16,9 @@ from typing import Any, Dict, Iterator, List, Optional
 import httpx
 import openai
 import pytest
-import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 
+from helpers import run_server
 from modelport import AsyncClient
 from modelport.server import Gateway, Identity, app_from_config
 from modelport.server import feature_routes as server_feature_routes
@@ -33,16 +33,6 @@ USER = [{"role": "user", "content": "hello there"}]
 pytestmark = pytest.mark.filterwarnings("ignore:.*ignored \\(not implemented by modelport\\).*:UserWarning")
 
 
-def run_server(app):
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return server, thread, f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 def free_port() -> int:

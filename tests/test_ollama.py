@@ -14,7 +14,6 @@ import base64
 import hashlib
 import json
 import re
-import socket
 import struct
 import threading
 import time
@@ -23,10 +22,10 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import openai
 import pytest
-import uvicorn
 from hypothesis import assume
 
 import modelport
+from helpers import run_server
 from modelport.server import app_from_config
 from modelport.testing import ProviderConformance
 
@@ -674,16 +673,6 @@ def test_providers_lists_both_names() -> None:
 MASTER = "sk-gateway-ollama-master"
 
 
-def run_server(app: Any) -> Tuple[Any, threading.Thread, str]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return server, thread, f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 @pytest.fixture

@@ -6,18 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import threading
-import time
 from typing import Any, Dict, List
 
 import httpx
 import openai
 import pydantic
 import pytest
-import uvicorn
 
 import modelport
+from helpers import run_server
 from modelport.errors import InvalidRequestError, NotFoundError, RateLimitError
 from modelport.responses import (
     Response,
@@ -44,16 +41,6 @@ WEATHER_TOOL = {
 }
 
 
-def run_server(app: Any) -> Any:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return server, thread, f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 def _config(tmp_path: Any, upstream: Any, general: str = "") -> str:

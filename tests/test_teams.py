@@ -12,15 +12,14 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from typing import Any, Dict, Iterator, List, Optional
 
 import httpx
 import openai
 import pytest
-import uvicorn
 
+from helpers import run_server
 from modelport.client import AsyncClient
 from modelport.routing import load_config
 from modelport.server import feature_routes, settings_from_config
@@ -36,17 +35,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*ignored \\(not implemented by 
 TABLES = ("modelport_spend_logs", "modelport_keys", "modelport_teams", "modelport_users", "modelport_alembic_version")
 
 
-def run_server(app: Any) -> Any:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert server.started, "the gateway did not start"
-    return server, thread, f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 def query(url: str, sql: str) -> List[Dict[str, Any]]:

@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 
 from ..errors import InvalidRequestError
 from ._app import CallRecord, Gateway, bearer_token
-from ._edge import error_json, request_id_for
+from ._edge import AddressLimiter, error_json, request_id_for
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -95,24 +95,6 @@ def _load_assets() -> Dict[str, _Asset]:
         body = _read_ui(name)
         assets[name] = _Asset(body, media_type, hashlib.sha256(body).hexdigest()[:16])
     return assets
-
-
-class _AddressLimiter:
-    """At most ``per_second`` requests per client address in each second."""
-
-    def __init__(self, per_second: int) -> None:
-        self.per_second = per_second
-        self._second = 0
-        self._counts: Dict[str, int] = {}
-
-    def allow(self, address: str) -> bool:
-        second = int(time.monotonic())
-        if second != self._second:
-            self._second = second
-            self._counts.clear()
-        count = self._counts.get(address, 0) + 1
-        self._counts[address] = count
-        return count <= self.per_second
 
 
 # -- the request log -----------------------------------------------------------------------
@@ -353,7 +335,7 @@ class AdminUI:
     def __init__(self, gateway: Gateway, *, request_log_size: int = REQUEST_LOG_SIZE) -> None:
         self.gateway = gateway
         self.requests = RequestLog(request_log_size)
-        self.limiter = _AddressLimiter(ADMIN_REQUESTS_PER_SECOND)
+        self.limiter = AddressLimiter(ADMIN_REQUESTS_PER_SECOND)
         self.assets = _load_assets()
         self._page = string.Template(_read_ui("index.html").decode("utf-8"))
         self._teams_panels = _read_ui("teams.html").decode("utf-8")

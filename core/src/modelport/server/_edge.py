@@ -271,5 +271,25 @@ def client_error(error: BaseException, request_id: str, *, retried: bool = False
     return status, {"error": inner}, headers
 
 
+class AddressLimiter:
+    """At most ``per_second`` requests per client address in each second (admin routes)."""
+
+    def __init__(self, per_second: int) -> None:
+        self.per_second = per_second
+        self._second = 0
+        self._counts: Dict[str, int] = {}
+
+    def allow(self, address: str) -> bool:
+        import time
+
+        second = int(time.monotonic())
+        if second != self._second:
+            self._second = second
+            self._counts.clear()
+        count = self._counts.get(address, 0) + 1
+        self._counts[address] = count
+        return count <= self.per_second
+
+
 def error_json(message: str, status: int, code: str, param: Optional[str] = None) -> Dict[str, Any]:
     return {"error": {"message": message, "type": _TYPES.get(status, "invalid_request_error"), "param": param, "code": code}}

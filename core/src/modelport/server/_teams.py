@@ -19,13 +19,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import time
 import weakref
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Dict, List, Optional, Tuple
 
 from ..errors import ConfigError
 from ._app import Gateway, bearer_token
-from ._edge import error_json, limited_receive, parse_json_body, request_id_for
+from ._edge import AddressLimiter, error_json, limited_receive, parse_json_body, request_id_for
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -110,24 +109,6 @@ def routes(gateway: Gateway) -> List[Any]:
         key_cache_ttl=_number(general, "user_api_key_cache_ttl", DEFAULT_KEY_CACHE_TTL),
     )  # fmt: skip
     return teams.install()
-
-
-class AddressLimiter:
-    """At most ``per_second`` requests per client address in each second."""
-
-    def __init__(self, per_second: int) -> None:
-        self.per_second = per_second
-        self._second = 0
-        self._counts: Dict[str, int] = {}
-
-    def allow(self, address: str) -> bool:
-        second = int(time.monotonic())
-        if second != self._second:
-            self._second = second
-            self._counts.clear()
-        count = self._counts.get(address, 0) + 1
-        self._counts[address] = count
-        return count <= self.per_second
 
 
 def _query_int(request: "Request", name: str, default: int, low: int, high: int) -> int:
