@@ -16,7 +16,7 @@ import pytest
 import modelport
 from helpers import run_server
 from modelport.errors import InvalidRequestError, NotFoundError, RateLimitError
-from modelport.responses import (
+from modelport.responses_api import (
     Response,
     ResponseStore,
     ResponseStreamTranslator,

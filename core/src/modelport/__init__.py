@@ -94,16 +94,17 @@ def default_async_client() -> AsyncClient:
     return _default_async_client
 
 
-from . import responses as _responses_api  # noqa: E402  (before the functions that take its name)
-
-
 def responses(model: str, input: Any = None, **kwargs: Any) -> Any:
-    """OpenAI's Responses API over any provider's chat (``modelport.responses`` module)."""
-    return _responses_api.responses(default_client(), model, input, **kwargs)
+    """OpenAI's Responses API over any provider's chat (see ``modelport.responses_api``)."""
+    from . import responses_api
+
+    return responses_api.responses(default_client(), model, input, **kwargs)
 
 
 async def aresponses(model: str, input: Any = None, **kwargs: Any) -> Any:
-    return await _responses_api.aresponses(default_async_client(), model, input, **kwargs)
+    from . import responses_api
+
+    return await responses_api.aresponses(default_async_client(), model, input, **kwargs)
 
 
 def stream_chunk_builder(chunks: List[Any], messages: Optional[List[Any]] = None) -> Any:

@@ -55,42 +55,66 @@ _MAX_RETRY_AFTER = 60.0
 # --- commands --------------------------------------------------------------------------
 
 
-@attrs.frozen
+# The commands and the policy are plain slotted classes, not attrs ones: attrs generates
+# their methods with ``compile`` at import, which is a cold start's largest cost.
+
+
 class Send:
     """Send ``request``; answer with its ``WireResponse`` or, for a 2xx stream, the open
-    stream handle. A streamed error status is answered as a complete ``WireResponse``."""
+    stream handle. A streamed error status is answered as a complete ``WireResponse``.
+    ``verify``: TLS verification for this request (None: the client's transport as it is)."""
 
-    request: WireRequest
-    stream: bool
-    timeout: Any
-    #: TLS verification for this request (None: the client's transport as it is).
-    verify: Any = None
+    __slots__ = ("request", "stream", "timeout", "verify")
+
+    def __init__(self, request: WireRequest, stream: bool, timeout: Any, verify: Any = None) -> None:
+        self.request = request
+        self.stream = stream
+        self.timeout = timeout
+        self.verify = verify
+
+    def __repr__(self) -> str:
+        return f"Send({self.request!r}, stream={self.stream})"
 
 
-@attrs.frozen
 class Sleep:
-    seconds: float
+    __slots__ = ("seconds",)
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def __repr__(self) -> str:
+        return f"Sleep({self.seconds})"
 
 
-@attrs.frozen
 class Progress:
     """Report a multi-step operation's status to the caller's ``on_progress``."""
 
-    status: str
-    elapsed: float
+    __slots__ = ("status", "elapsed")
+
+    def __init__(self, status: str, elapsed: float) -> None:
+        self.status = status
+        self.elapsed = elapsed
+
+    def __repr__(self) -> str:
+        return f"Progress({self.status!r}, {self.elapsed:.2f})"
 
 
 Command = Union[Send, Sleep, Progress]
 Engine = Generator[Command, Any, Any]
 
 
-@attrs.frozen
 class RetryPolicy:
     """How often and how long to retry: exponential backoff with jitter, capped."""
 
-    retries: int = 2
-    backoff: float = 0.5
-    max_delay: float = 8.0
+    __slots__ = ("retries", "backoff", "max_delay")
+
+    def __init__(self, retries: int = 2, backoff: float = 0.5, max_delay: float = 8.0) -> None:
+        self.retries = retries
+        self.backoff = backoff
+        self.max_delay = max_delay
+
+    def with_retries(self, retries: int) -> "RetryPolicy":
+        return RetryPolicy(retries, self.backoff, self.max_delay)
 
     def delay(self, attempt: int, error: ProviderError, jitter: Callable[[], float] = random.random) -> float:
         """Seconds before retry number ``attempt``: the upstream's ``retry_after`` when it
@@ -234,13 +258,15 @@ class MockHandle:
         return None
 
 
-@attrs.frozen
 class OpenStream:
     """The engine's answer for a stream: the open body and how to turn it into chunks."""
 
-    handle: Any
-    parser: ChunkParser
-    call: Call
+    __slots__ = ("handle", "parser", "call")
+
+    def __init__(self, handle: Any, parser: ChunkParser, call: Call) -> None:
+        self.handle = handle
+        self.parser = parser
+        self.call = call
 
 
 # --- one call --------------------------------------------------------------------------

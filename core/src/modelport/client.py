@@ -331,7 +331,7 @@ class _ClientBase:
         pricing["options"] = call.options
         policy = self.policy
         if opts.get("num_retries") is not None:
-            policy = attrs.evolve(policy, retries=opts["num_retries"])
+            policy = policy.with_retries(opts["num_retries"])
         timeout = _timeout(opts["timeout"]) if "timeout" in opts else self.timeout
         verify = opts.get("ssl_verify")
         if verify is not None and not isinstance(verify, (bool, str)):

@@ -152,6 +152,13 @@ class OpenAIObject:
             out.update(self.extra)
         return out
 
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name, _ in self._dumpers) and self.extra == other.extra
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as attrs' eq=True classes are
+
     def get(self, key: str, default: Any = None) -> Any:
         """Read a known field or a provider extra by its JSON name."""
         if key in self._loaders:
@@ -257,7 +264,9 @@ def openai_type(cls: type) -> Any:
     if "extra" not in annotations:
         cls.__annotations__ = {**annotations, "extra": "Dict[str, Any]"}
         cls.extra = attrs.field(factory=dict, repr=False)  # type: ignore[attr-defined]
-    new: Any = attrs.define(cls, slots=True, kw_only=True, repr=False, eq=True)
+    # eq=False: equality is OpenAIObject's (one method for every type), so attrs compiles
+    # one method per class (``__init__``) instead of two; a cold start pays for each.
+    new: Any = attrs.define(cls, slots=True, kw_only=True, repr=False, eq=False)
     fields = [f for f in attrs.fields(new) if f.name != "extra"]
     new._loaders = {f.name: f.metadata.get("load") for f in fields}
     new._dumpers = tuple((f.name, f.metadata.get("dump")) for f in fields)

@@ -1,7 +1,7 @@
 """Gateway feature: OpenAI's Responses API on the chat operation of any served model.
 
 ``POST /v1/responses`` (and ``/responses``) translates the request with
-``modelport.responses`` and runs it through the gateway's pipeline as a ``chat`` call
+``modelport.responses_api`` and runs it through the gateway's pipeline as a ``chat`` call
 (auth, body limits, model checks, guards, observers and OpenAI-shaped errors as on
 ``/v1/chat/completions``); ``stream: true`` answers with the Responses event stream.
 ``GET /v1/responses/{id}`` returns a stored response to the key that created it (the
@@ -16,7 +16,7 @@ import logging
 from typing import TYPE_CHECKING, Any, AsyncIterator, Dict, List, Optional, Tuple
 
 from ..errors import ConfigError, InvalidRequestError
-from ..responses import ResponsePlan, ResponseStore, plan_request
+from ..responses_api import ResponsePlan, ResponseStore, plan_request
 from ..transport import encode_json
 from ._app import ClientGone, Gateway, Identity
 from ._edge import client_error, error_json, request_id_for
