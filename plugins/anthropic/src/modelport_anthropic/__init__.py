@@ -515,6 +515,10 @@ class _StreamState:
         self.thinking: Dict[int, str] = {}
         self.returnable: Dict[int, Dict[str, Any]] = {}
         self.ended = False
+        # Event type -> handler, resolved once per stream (the per-event path is hot).
+        self.handlers: Dict[str, Any] = {
+            name[3:]: getattr(self, name) for name in dir(self) if name.startswith("on_")
+        }
 
     def chunk(self, delta: Dict[str, Any], finish: Optional[str] = None, extras: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
@@ -533,8 +537,9 @@ class _StreamState:
 
     def translate(self, event: StreamEvent) -> Any:
         """One SSE event -> a chunk, IGNORE_EVENT, the end, or the ProviderError to raise."""
-        data = event.data.decode("utf-8", errors="replace") if isinstance(event.data, bytes) else event.data
-        if not data.strip():
+        raw = event.data
+        data = raw if isinstance(raw, str) else raw.decode("utf-8", errors="replace")
+        if not data or data.isspace():
             return IGNORE_EVENT
         try:
             payload = openai.loads_event(data)
@@ -549,7 +554,7 @@ class _StreamState:
             return _stream_error(self.call, payload, data)
         if self.ended:
             return IGNORE_EVENT
-        handler = getattr(self, "on_" + str(kind), None)
+        handler = self.handlers.get(kind)
         return handler(payload) if handler is not None else IGNORE_EVENT  # ping, and event types added later
 
     def on_message_start(self, payload: Dict[str, Any]) -> Any:
@@ -578,11 +583,15 @@ class _StreamState:
         return IGNORE_EVENT
 
     def on_content_block_delta(self, payload: Dict[str, Any]) -> Any:
-        index = payload.get("index", 0)
         delta = payload.get("delta") or {}
         kind = delta.get("type")
-        if kind == "text_delta" and delta.get("text"):
-            return self.chunk({"content": delta["text"]})
+        if kind == "text_delta":  # the common event: one text piece
+            text = delta.get("text")
+            if text:
+                return {"id": self.id, "object": "chat.completion.chunk", "created": 0, "model": self.model,
+                        "choices": [{"index": 0, "delta": {"content": text}, "logprobs": None, "finish_reason": None}]}  # fmt: skip
+            return IGNORE_EVENT
+        index = payload.get("index", 0)
         if kind == "thinking_delta":
             text = delta.get("thinking") or ""
             self.thinking[index] = self.thinking.get(index, "") + text
@@ -620,7 +629,10 @@ class _Translated(StreamEvent):
     __slots__ = ("item",)
 
     def __init__(self, event: StreamEvent, item: Any) -> None:
-        super().__init__(event.data, event.event, event.id, event.retry)
+        self.data = event.data
+        self.event = event.event
+        self.id = event.id
+        self.retry = event.retry
         self.item = item
 
 
@@ -642,7 +654,8 @@ class AnthropicStreamDecoder:
         return self._sse.has_partial_line
 
     def feed(self, chunk: bytes) -> List[StreamEvent]:
-        return [_Translated(event, self._state.translate(event)) for event in self._sse.feed(chunk)]
+        translate = self._state.translate
+        return [_Translated(event, translate(event)) for event in self._sse.feed(chunk)]
 
     def flush(self) -> List[StreamEvent]:
         return [_Translated(event, self._state.translate(event)) for event in self._sse.flush()]
