@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 CHUNKS = 1000
 MESSAGES = [{"role": "user", "content": "hello"}]
@@ -413,61 +413,93 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def gateway(total: int, width: int, rounds: int, litellm_python: Optional[str]) -> Dict[str, float]:
-    """Requests per second through each gateway at ``width`` in flight (best round), and
-    straight to the upstream. Each gateway runs as one process with its defaults (limits on)."""
-    import aiohttp
-
+def _serve_gateway(config_text: str, processes: List[Any]) -> str:
+    """``modelport serve`` of ``config_text`` in its own folder: its base URL."""
     folder = tempfile.mkdtemp()
     config = os.path.join(folder, "gateway.yaml")
     with open(config, "w") as handle:
-        handle.write(
-            "model_list:\n  - model_name: bench\n"
-            f"    litellm_params: {{model: openai/bench, api_base: '{BASE}', api_key: x}}\n"
-            "general_settings: {master_key: sk-bench}\n"
-        )
-    processes = []
-    targets = {"upstream, direct": f"{BASE}/chat/completions"}
+        handle.write(config_text)
+    port = _free_port()
+    process = subprocess.Popen([sys.executable, "-m", "modelport", "serve", "--config", config, "--port", str(port), "--no-access-log", "--log-level", "warning"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    processes.append(process)
+    base = f"http://127.0.0.1:{port}"
+    _wait_for(f"{base}/health", process)
+    return base
+
+
+def _virtual_key(base: str) -> str:
+    import httpx
+
+    reply = httpx.post(f"{base}/key/generate", json={"key_alias": f"bench-{os.getpid()}-{time.time_ns()}", "rpm_limit": 10**9, "max_budget": 10**9}, headers={"Authorization": "Bearer sk-bench"})
+    reply.raise_for_status()
+    return str(reply.json()["key"])
+
+
+def gateway(total: int, width: int, rounds: int, litellm_python: Optional[str]) -> Dict[str, Tuple[float, float]]:
+    """(requests per second, median latency) through each gateway at ``width`` in flight
+    (best round), and straight to the upstream. Each gateway is one process with its
+    defaults (limits on). Variants: the master key (no key lookup, no spend), a virtual key
+    with spend and rate limits on the embedded SQLite, and the same on PostgreSQL + Redis
+    when ``MODELPORT_TEST_POSTGRES_URL`` / ``MODELPORT_TEST_REDIS_URL`` name them."""
+    import aiohttp
+
+    deployment = f"model_list:\n  - model_name: bench\n    litellm_params: {{model: openai/bench, api_base: '{BASE}', api_key: x}}\n"
+    processes: List[Any] = []
+    targets: Dict[str, Tuple[str, str]] = {"upstream, direct": (f"{BASE}/chat/completions", "sk-bench")}
     try:
-        port = _free_port()
-        mp = subprocess.Popen([sys.executable, "-m", "modelport", "serve", "--config", config, "--port", str(port), "--no-access-log", "--log-level", "warning"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-        processes.append(mp)
-        _wait_for(f"http://127.0.0.1:{port}/health", mp)
-        targets["modelport gateway"] = f"http://127.0.0.1:{port}/v1/chat/completions"
+        base = _serve_gateway(deployment + "general_settings: {master_key: sk-bench}\n", processes)
+        targets["modelport gateway"] = (f"{base}/v1/chat/completions", "sk-bench")
+        targets["modelport, virtual key (SQLite)"] = (f"{base}/v1/chat/completions", _virtual_key(base))
+        postgres, redis = os.environ.get("MODELPORT_TEST_POSTGRES_URL"), os.environ.get("MODELPORT_TEST_REDIS_URL")
+        if postgres and redis:
+            shared = _serve_gateway(
+                deployment + f"router_settings: {{redis_url: '{redis}', redis_key_prefix: 'bench{os.getpid()}:'}}\n"
+                f"general_settings: {{master_key: sk-bench, database_url: '{postgres}'}}\n",
+                processes,
+            )
+            targets["modelport, virtual key (Postgres+Redis)"] = (f"{shared}/v1/chat/completions", _virtual_key(shared))
         if litellm_python:
             lport = _free_port()
+            config = os.path.join(tempfile.mkdtemp(), "litellm.yaml")
+            with open(config, "w") as handle:  # the same deployment, master key and no database
+                handle.write(deployment + "general_settings: {master_key: sk-bench}\n")
             env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"}
             ll = subprocess.Popen([litellm_python, "-m", "litellm.proxy.proxy_cli", "--config", config, "--port", str(lport), "--num_workers", "1"],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)  # fmt: skip
             processes.append(ll)
             _wait_for(f"http://127.0.0.1:{lport}/health/liveliness", ll)
-            targets["LiteLLM proxy"] = f"http://127.0.0.1:{lport}/v1/chat/completions"
+            targets["LiteLLM proxy"] = (f"http://127.0.0.1:{lport}/v1/chat/completions", "sk-bench")
         body = {"model": "bench", "messages": MESSAGES}
-        headers = {"Authorization": "Bearer sk-bench"}
 
-        async def main() -> Dict[str, float]:
+        async def main() -> Dict[str, Tuple[float, float]]:
             async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=width)) as session:
 
-                async def drive(url: str) -> float:
+                async def drive(url: str, key: str) -> Tuple[float, float]:
                     queue = iter(range(total))
+                    headers = {"Authorization": f"Bearer {key}"}
+                    latencies: List[float] = []
 
                     async def worker() -> None:
                         for _ in queue:
+                            sent = time.perf_counter()
                             async with session.post(url, json=body, headers=headers) as response:
                                 assert response.status == 200, await response.text()
                                 await response.read()
+                            latencies.append(time.perf_counter() - sent)
 
                     start = time.perf_counter()
                     await asyncio.gather(*(worker() for _ in range(width)))
-                    return total / (time.perf_counter() - start)
+                    return total / (time.perf_counter() - start), statistics.median(latencies)
 
-                best = {name: 0.0 for name in targets}
-                for url in targets.values():
-                    await drive(url)  # warm-up
+                best = {name: (0.0, 0.0) for name in targets}
+                for url, key in targets.values():
+                    await drive(url, key)  # warm-up
                 for _ in range(rounds):
-                    for name, url in targets.items():
-                        best[name] = max(best[name], await drive(url))
+                    for name, (url, key) in targets.items():
+                        rate, median = await drive(url, key)
+                        if rate > best[name][0]:
+                            best[name] = (rate, median)
                 return best
 
         return asyncio.run(main())
@@ -530,11 +562,12 @@ def main() -> None:
                 print(f"  {name:<32} {value * 1e3:10.1f} ms{ratio}")
         if args.only != "calls":
             figures = gateway(1000 if quick else 3000, 32, 2 if quick else 3, args.litellm_python)
-            print("\n## gateway, 32 requests in flight (one process each, limits on)")
-            for name, value in figures.items():
-                extra = f"  {value / figures['LiteLLM proxy']:5.1f}x LiteLLM proxy" if "LiteLLM proxy" in figures else ""
-                share = f"  {value / figures['upstream, direct']:4.2f} of direct"
-                print(f"  {name:<32} {value:10.0f} req/s{share}{extra}")
+            print("\n## gateway, 32 requests in flight (one process each, limits on; req/s, median latency)")
+            litellm = figures.get("LiteLLM proxy", (0.0, 0.0))[0]
+            for name, (rate, median) in figures.items():
+                extra = f"  {rate / litellm:5.1f}x LiteLLM proxy" if litellm else ""
+                share = f"  {rate / figures['upstream, direct'][0]:4.2f} of direct"
+                print(f"  {name:<40} {rate:8.0f} req/s {median * 1e3:7.2f} ms{share}{extra}")
     finally:
         server.terminate()
         server.wait()
