@@ -436,6 +436,10 @@ def _virtual_key(base: str) -> str:
     return str(reply.json()["key"])
 
 
+#: Median latency of each modelport gateway variant with one request in flight (filled by ``gateway``).
+SINGLE_LATENCY: Dict[str, float] = {}
+
+
 def gateway(total: int, width: int, rounds: int, litellm_python: Optional[str]) -> Dict[str, Tuple[float, float]]:
     """(requests per second, median latency) through each gateway at ``width`` in flight
     (best round), and straight to the upstream. Each gateway is one process with its
@@ -450,6 +454,8 @@ def gateway(total: int, width: int, rounds: int, litellm_python: Optional[str]) 
     try:
         base = _serve_gateway(deployment + "general_settings: {master_key: sk-bench}\n", processes)
         targets["modelport gateway"] = (f"{base}/v1/chat/completions", "sk-bench")
+        quiet = _serve_gateway(deployment + "general_settings: {master_key: sk-bench, metrics: false}\n", processes)
+        targets["modelport gateway, metrics off"] = (f"{quiet}/v1/chat/completions", "sk-bench")
         targets["modelport, virtual key (SQLite)"] = (f"{base}/v1/chat/completions", _virtual_key(base))
         postgres, redis = os.environ.get("MODELPORT_TEST_POSTGRES_URL"), os.environ.get("MODELPORT_TEST_REDIS_URL")
         if postgres and redis:
@@ -492,6 +498,20 @@ def gateway(total: int, width: int, rounds: int, litellm_python: Optional[str]) 
                     await asyncio.gather(*(worker() for _ in range(width)))
                     return total / (time.perf_counter() - start), statistics.median(latencies)
 
+                async def one_at_a_time(url: str, key: str, calls: int = 300) -> float:
+                    """Median latency with one request in flight: what a call adds, without queueing."""
+                    headers = {"Authorization": f"Bearer {key}"}
+                    latencies = []
+                    for _ in range(calls):
+                        sent = time.perf_counter()
+                        async with session.post(url, json=body, headers=headers) as response:
+                            await response.read()
+                        latencies.append(time.perf_counter() - sent)
+                    return statistics.median(latencies)
+
+                for name, (url, key) in targets.items():
+                    if name.startswith("modelport"):
+                        SINGLE_LATENCY[name] = min(await one_at_a_time(url, key) for _ in range(2))
                 best = {name: (0.0, 0.0) for name in targets}
                 for url, key in targets.values():
                     await drive(url, key)  # warm-up
@@ -568,6 +588,10 @@ def main() -> None:
                 extra = f"  {rate / litellm:5.1f}x LiteLLM proxy" if litellm else ""
                 share = f"  {rate / figures['upstream, direct'][0]:4.2f} of direct"
                 print(f"  {name:<40} {rate:8.0f} req/s {median * 1e3:7.2f} ms{share}{extra}")
+            if SINGLE_LATENCY:
+                print("  median latency with one request in flight:")
+                for name, value in SINGLE_LATENCY.items():
+                    print(f"    {name:<38} {value * 1e3:7.3f} ms")
     finally:
         server.terminate()
         server.wait()

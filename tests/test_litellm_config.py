@@ -85,14 +85,14 @@ def test_unimplemented_keys_are_warned_once_never_sent(tmp_path, upstream):
         "model_list": [{"model_name": "m", "litellm_params": {"model": "openai/x", "api_base": upstream.base_url,
                                                               "input_cost_per_second": 0.1, "use_in_pass_through": True}}],
         "litellm_settings": {"success_callback": ["langfuse"]},
-        "router_settings": {"enable_pre_call_checks": True},
+        "router_settings": {"provider_budget_config": {}},
     }  # fmt: skip
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         client = modelport.Client.from_config(config)
     messages = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
     assert len(messages) == 1
-    for key in ("input_cost_per_second", "use_in_pass_through", "litellm_settings.success_callback", "router_settings.enable_pre_call_checks"):
+    for key in ("input_cost_per_second", "use_in_pass_through", "litellm_settings.success_callback", "router_settings.provider_budget_config"):
         assert key in messages[0]
     client.completion("m", USER)
     assert set(upstream.last.json) == {"model", "messages"}
@@ -306,3 +306,28 @@ def test_every_response_knows_its_cost(upstream):
     assert modelport.completion_cost(completion_response=result, model="openai/gpt-4o-mini") > 0  # from the catalog
     unknown = modelport.completion("openai/not-in-any-catalog", USER, api_base=upstream.base_url)
     assert unknown.cost is None
+
+
+def test_pre_call_checks_skip_deployments_the_prompt_does_not_fit():
+    config = load_config({
+        "model_list": [
+            {"model_name": "g", "params": {"model": "openai/small", "mock_response": "small"}, "model_info": {"max_input_tokens": 50}},
+            {"model_name": "g", "params": {"model": "openai/big", "mock_response": "big"}, "model_info": {"max_input_tokens": 100000}},
+            {"model_name": "tiny", "params": {"model": "openai/tiny", "mock_response": "tiny"}, "model_info": {"max_input_tokens": 10}},
+            {"model_name": "huge", "params": {"model": "openai/huge", "mock_response": "huge"}, "model_info": {"max_input_tokens": 100000}},
+        ],
+        "router_settings": {"enable_pre_call_checks": True, "context_window_fallbacks": [{"tiny": ["huge"]}]},
+    })  # fmt: skip
+    client = modelport.Client(router=Router(config))
+    long = [{"role": "user", "content": "word " * 200}]  # about 250 tokens
+    assert {client.completion("g", long).model for _ in range(4)} == {"big"}
+    assert {client.completion("g", USER).model for _ in range(4)} == {"small", "big"}  # short prompts fit both
+    assert client.completion("tiny", long).model == "huge"  # nothing fits: the context-window fallback
+    off = modelport.Client(router=Router(load_config({"model_list": config_entries(config)[:1]})))
+    assert off.completion("g", long).model == "small"  # without the checks the prompt is sent as it is
+    strict = modelport.Client(router=Router(load_config({
+        "model_list": [{"model_name": "tiny", "params": {"model": "openai/tiny", "mock_response": "tiny"}, "model_info": {"max_input_tokens": 10}}],
+        "router_settings": {"enable_pre_call_checks": True},
+    })))  # fmt: skip
+    with pytest.raises(errors.ContextWindowExceededError, match="does not fit"):
+        strict.completion("tiny", long)

@@ -399,7 +399,16 @@ def run_call(
         number, state = number + 1, result.state
 
 
-def run_routed(router: Any, alias: str, attempt: Callable[[Any], Engine]) -> Engine:
+def estimate_prompt_tokens(body: Mapping[str, Any]) -> int:
+    """A rough token count of a request's input (about four characters a token), for the
+    router's context-window pre-checks; no tokenizer is loaded."""
+    import json as _json
+
+    content = body.get("messages") if "messages" in body else body.get("prompt", body.get("input", ""))
+    return len(_json.dumps(content, ensure_ascii=False)) // 4
+
+
+def run_routed(router: Any, alias: str, attempt: Callable[[Any], Engine], prompt_tokens: Optional[int] = None) -> Engine:
     """Try the alias's deployments in the router's order until one answers.
 
     ``attempt(deployment)`` builds the engine for one deployment. A deployment at its
@@ -407,9 +416,20 @@ def run_routed(router: Any, alias: str, attempt: Callable[[Any], Engine]) -> Eng
     (context-window and content-policy errors to their own fallbacks); others are raised
     at once. When every deployment was at its limit, the caller gets a 429.
     """
+    from .errors import ContextWindowExceededError
     from .routing import fails_over
 
-    plan = list(router.plan(alias))
+    planned = list(router.plan(alias))
+    plan = router.fitting(planned, prompt_tokens)
+    if planned and not plan:  # no deployment's context window holds the prompt
+        too_long = ContextWindowExceededError(
+            f"the prompt (about {prompt_tokens} tokens) does not fit the context window of any deployment of {alias!r}",
+            status=400,
+            code="context_length_exceeded",
+        )
+        plan = router.fitting(router.redirect(alias, too_long), prompt_tokens)
+        if not plan:
+            raise too_long
     last: Optional[BaseException] = None
     limited = False
     redirected = False

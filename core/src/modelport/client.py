@@ -17,7 +17,18 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, 
 
 import attrs
 
-from ._engine import Engine, OpenStream, Progress, RetryPolicy, Send, Sleep, prepared_request, run_call, run_routed
+from ._engine import (
+    Engine,
+    OpenStream,
+    Progress,
+    RetryPolicy,
+    Send,
+    Sleep,
+    estimate_prompt_tokens,
+    prepared_request,
+    run_call,
+    run_routed,
+)
 from ._streaming import AsyncStream, Stream
 from .errors import InvalidRequestError, ProviderError
 from .provider import openai
@@ -320,7 +331,8 @@ class _ClientBase:
                 target, merged = router.call_arguments(deployment, kwargs)
                 return self._engine_one(operation, target, merged, dict(body), files, pricing)
 
-            return run_routed(router, model, attempt)
+            tokens = estimate_prompt_tokens(body) if router.config.enable_pre_call_checks else None
+            return run_routed(router, model, attempt, tokens)
         return self._engine_one(operation, model, kwargs, body, files, pricing)
 
     def _engine_one(

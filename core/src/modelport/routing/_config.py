@@ -102,7 +102,7 @@ _SECTIONS = {"model_list", "router_settings", "general_settings", "providers", "
 _ROUTER_KEYS = {
     "num_retries", "timeout", "cooldown_time", "allowed_fails", "routing_strategy", "fallbacks",
     "context_window_fallbacks", "content_policy_fallbacks", "default_fallbacks", "model_group_alias",
-    "stream_timeout", "retry_after", "redis_url", "redis_host", "redis_port", "redis_password", "redis_key_prefix",
+    "stream_timeout", "retry_after", "enable_pre_call_checks", "redis_url", "redis_host", "redis_port", "redis_password", "redis_key_prefix",
 }  # fmt: skip
 _LITELLM_KEYS = {
     "drop_params", "num_retries", "request_timeout", "fallbacks", "context_window_fallbacks",
@@ -210,6 +210,8 @@ class Config:
     router_settings: Dict[str, Any] = attrs.field(factory=dict, repr=False)
     #: ``litellm_settings`` as written (``callbacks``, ...).
     litellm_settings: Dict[str, Any] = attrs.field(factory=dict, repr=False)
+    #: Skip deployments whose context window the prompt does not fit (LiteLLM's key).
+    enable_pre_call_checks: bool = False
 
     @property
     def model_names(self) -> List[str]:
@@ -423,6 +425,7 @@ def load_config(source: Union[str, "os.PathLike[str]", Mapping[str, Any], Config
         ignored=ignored,
         router_settings=dict(router),
         litellm_settings=dict(litellm),
+        enable_pre_call_checks=bool(router.get("enable_pre_call_checks", False)),
     )
 
 

@@ -306,6 +306,29 @@ class Router:
             return []
         return [d for name in targets for d in self._ordered(name, self._members(name, model))]
 
+    def context_window(self, deployment: Deployment) -> Optional[int]:
+        """The deployment's input limit in tokens: its ``model_info`` (``max_input_tokens``,
+        else ``max_tokens``), else the model catalog; None when unknown."""
+        for key in ("max_input_tokens", "max_tokens"):
+            value = deployment.info.get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                return value
+        try:
+            from ..catalog import get_model_info
+
+            info = get_model_info(deployment.model, config_deployment=deployment)
+        except Exception:  # not in the catalog, or the catalog's plugin is not installed
+            return None
+        value = info.get("max_input_tokens") or info.get("max_tokens")
+        return value if isinstance(value, int) and value > 0 else None
+
+    def fitting(self, deployments: List[Deployment], prompt_tokens: Optional[int]) -> List[Deployment]:
+        """``deployments`` whose context window holds ``prompt_tokens`` (when pre-call
+        checks are on; a deployment of unknown window is kept)."""
+        if not self.config.enable_pre_call_checks or prompt_tokens is None:
+            return deployments
+        return [d for d in deployments if (window := self.context_window(d)) is None or prompt_tokens <= window]
+
     def limit_error(self, model: str) -> RateLimitError:
         """Every deployment of ``model`` is at its limits: retry when the minute turns."""
         next_window = getattr(self.state, "seconds_to_next_window", None)  # a shared state's own minutes
