@@ -511,7 +511,7 @@ def gateway(total: int, width: int, rounds: int, litellm_python: Optional[str]) 
 
                 for name, (url, key) in targets.items():
                     if name.startswith("modelport"):
-                        SINGLE_LATENCY[name] = min(await one_at_a_time(url, key) for _ in range(2))
+                        SINGLE_LATENCY[name] = min([await one_at_a_time(url, key), await one_at_a_time(url, key)])
                 best = {name: (0.0, 0.0) for name in targets}
                 for url, key in targets.values():
                     await drive(url, key)  # warm-up
