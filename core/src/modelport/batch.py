@@ -45,19 +45,13 @@ from typing import (
 import attrs
 
 from .errors import (
-    APIConnectionError,
-    APITimeoutError,
     ConfigError,
-    ContentFilterError,
-    ContextWindowExceededError,
     InvalidRequestError,
-    MalformedResponseError,
     ModelportError,
     ProviderError,
     QuotaExceededError,
     RateLimitError,
-    StreamInterruptedError,
-    TaskFailedError,
+    openai_code,
 )
 
 if TYPE_CHECKING:
@@ -751,37 +745,6 @@ class _Sink:
             os.close(self.fd)
 
 
-def _error_code(error: BaseException) -> str:
-    """OpenAI's ``code`` where one fits; never a Python class name."""
-    if isinstance(error, ContextWindowExceededError):
-        return "context_length_exceeded"
-    if isinstance(error, ContentFilterError):
-        return "content_filter"
-    if isinstance(error, QuotaExceededError):
-        return "insufficient_quota"
-    if isinstance(error, RateLimitError):
-        return "rate_limit_exceeded"
-    if isinstance(error, InvalidRequestError):
-        return "invalid_request"
-    if isinstance(error, ConfigError):
-        return "configuration_error"
-    if isinstance(error, APITimeoutError) and error.status is None:
-        return "upstream_timeout"
-    if isinstance(error, APIConnectionError) and error.status is None:
-        return "upstream_unreachable"
-    if isinstance(error, StreamInterruptedError):
-        return "upstream_stream_interrupted"
-    if isinstance(error, MalformedResponseError):
-        return "upstream_malformed_response"
-    if isinstance(error, TaskFailedError):
-        return "upstream_task_failed"
-    if isinstance(error, ProviderError):
-        if isinstance(error.code, str) and error.code and len(error.code) <= 64:
-            return error.code
-        return "upstream_server_error" if (error.status or 500) >= 500 else "upstream_error"
-    return "internal_error"
-
-
 _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error", 404: "not_found_error", 429: "rate_limit_error"}
 
 
@@ -809,7 +772,7 @@ def _error_record(custom_id: str, error: BaseException) -> Dict[str, Any]:
         message = str(error)
     else:
         message = f"{type(error).__name__}: {error}"
-    return {"id": _new_id(), "custom_id": custom_id, "response": response, "error": {"code": _error_code(error), "message": message}}
+    return {"id": _new_id(), "custom_id": custom_id, "response": response, "error": {"code": openai_code(error), "message": message}}
 
 
 def _parse_overrides(overrides: Union[None, str, Mapping[str, str], Sequence[str]]) -> Tuple[Optional[str], Dict[str, str]]:

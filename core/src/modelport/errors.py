@@ -37,6 +37,7 @@ __all__ = [
     "MalformedStreamError",
     "TaskFailedError",
     "error_class_for_status",
+    "openai_code",
 ]
 
 _BODY_LIMIT = 2000
@@ -252,3 +253,40 @@ def error_class_for_status(status: int) -> Type[ProviderError]:
     if status >= 400:
         return BadRequestError
     return ProviderError
+
+
+def openai_code(error: BaseException, status: Optional[int] = None) -> str:
+    """The OpenAI error ``code`` for ``error`` where one fits (``context_length_exceeded``,
+    ``rate_limit_exceeded``, ...), else a descriptive one; never a Python class name.
+    Used wherever an error is written out in OpenAI's shape (gateway answers, batch files)."""
+    import re
+
+    if isinstance(error, ContextWindowExceededError):
+        return "context_length_exceeded"
+    if isinstance(error, ContentFilterError):
+        return "content_filter"
+    if isinstance(error, QuotaExceededError):
+        return "insufficient_quota"
+    if isinstance(error, RateLimitError):
+        return "rate_limit_exceeded"
+    if isinstance(error, InvalidRequestError):
+        return "invalid_request"
+    if isinstance(error, APITimeoutError) and error.status is None:
+        return "upstream_timeout"
+    if isinstance(error, APIConnectionError) and error.status is None:
+        return "upstream_unreachable"
+    if isinstance(error, StreamInterruptedError):
+        return "upstream_stream_interrupted"
+    if isinstance(error, MalformedResponseError):
+        return "upstream_malformed_response"
+    if isinstance(error, TaskFailedError):
+        return "upstream_task_failed"
+    if isinstance(error, ProviderError):
+        code = error.code
+        if isinstance(code, str) and re.match(r"^[A-Za-z0-9_.\-]{1,64}$", code):
+            return code
+        return "upstream_server_error" if (status or error.status or 500) >= 500 else "upstream_error"
+    if isinstance(error, ConfigError):
+        return "configuration_error"
+    return "internal_error"
+

@@ -18,16 +18,12 @@ from ..errors import (
     APIConnectionError,
     APITimeoutError,
     ConfigError,
-    ContentFilterError,
-    ContextWindowExceededError,
     InvalidRequestError,
     MalformedResponseError,
     ModelportError,
     ProviderError,
-    QuotaExceededError,
-    RateLimitError,
     StreamInterruptedError,
-    TaskFailedError,
+    openai_code,
 )
 
 __all__ = [
@@ -176,36 +172,11 @@ def _status_of(error: BaseException) -> int:
 
 def error_code(error: BaseException, status: int) -> str:
     """OpenAI's ``code`` values where one fits; never a Python class name."""
-    if isinstance(error, ContextWindowExceededError):
-        return "context_length_exceeded"
-    if isinstance(error, ContentFilterError):
-        return "content_filter"
-    if isinstance(error, QuotaExceededError):
-        return "insufficient_quota"
-    if isinstance(error, RateLimitError):
-        return "rate_limit_exceeded"
     if isinstance(error, BodyTooLarge):
         return "request_too_large"
-    if isinstance(error, InvalidRequestError):
-        return "invalid_request"
-    if isinstance(error, APITimeoutError):
-        return "upstream_timeout"
-    if isinstance(error, APIConnectionError):
-        return "upstream_unreachable"
-    if isinstance(error, StreamInterruptedError):
-        return "upstream_stream_interrupted"
-    if isinstance(error, MalformedResponseError):
-        return "upstream_malformed_response"
-    if isinstance(error, TaskFailedError):
-        return "upstream_task_failed"
-    if isinstance(error, ProviderError):
-        code = error.code
-        if isinstance(code, str) and re.match(r"^[A-Za-z0-9_.\-]{1,64}$", code):
-            return code
-        return "upstream_error" if status < 500 else "upstream_server_error"
     if isinstance(error, ConfigError):
-        return "server_configuration_error"
-    return "internal_error"
+        return "server_configuration_error"  # the gateway's own config, not the client's request
+    return openai_code(error, status)
 
 
 def _message_of(error: BaseException, status: int) -> str:
