@@ -570,6 +570,20 @@ def test_images_in_bulk_numbered_and_resumable(tmp_path):
     assert (out / "0002.png").read_bytes() == PNG + b"a fox number 2" and "4 skipped" in result.stderr
 
 
+def test_image_with_a_prompts_file_is_the_bulk_command(tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red kite\na blue heron\n")
+    out = tmp_path / "out"
+    with TaskServer() as server:
+        result = cli("image", "--prompts", str(prompts), "--out", str(out), "-m", MODEL, "--api-base", server.upstream.base_url,
+                     "--option", "poll_interval=0.01", env=MS_ENV)  # fmt: skip
+        assert sorted(s["prompt"] for s in server.submits) == ["a blue heron", "a red kite"]
+    assert result.returncode == 0, result.stderr
+    assert (out / "0001.png").read_bytes() == PNG + b"a red kite"
+    assert (out / "0002.png").read_bytes() == PNG + b"a blue heron"
+    assert "2 prompts: 2 ok, 0 failed" in result.stderr
+
+
 def test_images_checks_every_prompt_before_sending(tmp_path):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a short prompt\n\n" + "x" * 60 + "\nfine\n")

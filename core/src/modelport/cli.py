@@ -63,7 +63,10 @@ def _build_parser() -> Tuple[argparse.ArgumentParser, Any]:
     listing = sub.add_parser("providers", help="list installed providers")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
 
-    image = sub.add_parser("image", help="generate an image, show the task's progress, save the file(s)")
+    image = sub.add_parser(
+        "image", help="generate an image, show the task's progress, save the file(s)",
+        epilog="For a file of prompts: modelport image --prompts FILE --out DIR -m MODEL (see `modelport images --help`).",
+    )  # fmt: skip
     _add_connection_args(image, option_flags=("--option",))
     image.add_argument("prompt")
     image.add_argument("-o", "--output", default="image.png", help="file to write (several images: NAME-2.png, ...) or a directory")
@@ -372,6 +375,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser, sub = _build_parser()
     first = next((a for a in argv if not a.startswith("-")), None)
+    if first == "image" and any(a == "--prompts" or a.startswith("--prompts=") for a in argv):
+        # `image --prompts FILE --out DIR` is the bulk form: the same command as `images`
+        argv[argv.index("image")] = first = "images"
     extensions = [*_core_extensions(), *([] if first in _PLUGIN_FREE else _plugin_extensions())]
     runners = _extend(sub, extensions)
     args = parser.parse_args(argv)
