@@ -269,6 +269,21 @@ def test_import_is_light() -> None:
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
 
 
+def test_a_call_does_not_load_the_httpx_command_line(base: str) -> None:
+    # httpx imports its CLI (click, pygments) when they are installed: 12 ms of a cold start
+    code = (
+        "import sys, importlib.util, modelport.transport as t\n"
+        "from modelport.provider import WireRequest\n"
+        "assert importlib.util.find_spec('click') is not None, 'click is installed here'\n"
+        f"reply = t.SyncHTTPTransport().send(WireRequest('GET', {base + '/json'!r}, {{}}), t.Timeout.of(10))\n"
+        "print(reply.status, sorted(m for m in ('httpx', 'httpx._main', 'click', 'pygments') if m in sys.modules))\n"
+        "print(sys.modules.get('httpx._main', 'importable later'))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:2] == ["200 ['httpx']", "importable later"], out.stdout + out.stderr
+
+
 # -- bodies and heads -----------------------------------------------------------------
 
 

@@ -7,6 +7,8 @@ query (some providers take the key there) and its ``user:password@`` never appea
 from __future__ import annotations
 
 import functools
+import sys
+from types import ModuleType
 from typing import Optional, Tuple, Type
 
 from ..errors import APIConnectionError, APITimeoutError, ProviderError, StreamInterruptedError
@@ -35,8 +37,32 @@ def pool_timeout(transport: str, max_connections: int, waited: Optional[float]) 
 ErrorTable = Tuple[Tuple[Type[BaseException], Type[ProviderError]], ...]
 
 
+def import_httpx() -> ModuleType:
+    """httpx without its command-line client.
+
+    ``httpx/__init__`` imports ``httpx._main``, which pulls click and pygments (about 12 ms
+    of a cold start) whenever they happen to be installed; a library that only sends
+    requests never runs it. Blocking that one import while httpx loads makes httpx fall
+    back to its own stub for ``httpx.main``; the ``httpx`` command runs in its own process
+    and is unaffected, and ``import httpx._main`` still works afterwards.
+    """
+    loaded = sys.modules.get("httpx")
+    if loaded is not None:
+        return loaded
+    block = "httpx._main" not in sys.modules
+    if block:
+        sys.modules["httpx._main"] = None  # type: ignore[assignment]  # None: "not importable"
+    try:
+        import httpx
+    finally:
+        if block and "httpx._main" in sys.modules and sys.modules["httpx._main"] is None:
+            del sys.modules["httpx._main"]
+    return httpx
+
+
 @functools.cache
 def httpx_errors() -> ErrorTable:
+    import_httpx()
     import httpx
 
     return (

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, Mapping, Option
 
 from ..errors import APITimeoutError, InvalidRequestError
 from ..provider import WireRequest, WireResponse
-from ._errors import catches, httpx_errors, origin, pool_timeout, to_provider_error
+from ._errors import catches, httpx_errors, import_httpx, origin, pool_timeout, to_provider_error
 from ._timeout import Timeout
 
 if TYPE_CHECKING:
@@ -82,6 +82,7 @@ def environment_has_proxies() -> bool:
 
 @functools.cache
 def _by_scheme_transport() -> Callable[[Callable[[bool], httpx.BaseTransport]], httpx.BaseTransport]:
+    import_httpx()
     import httpx
 
     class BySchemeTransport(httpx.BaseTransport):
@@ -208,6 +209,7 @@ class SyncHTTPTransport:
         trust_env: bool = True,
         httpx_transport: Optional[httpx.BaseTransport] = None,
     ) -> None:
+        import_httpx()
         import httpx
 
         self.max_connections = check_pool_size(max_connections)
