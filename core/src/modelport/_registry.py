@@ -221,19 +221,24 @@ class Registry:
         self._hooks: Dict[str, ProviderHooks] = {}
         self._failures: Dict[str, PluginLoadError] = {}
         self._middleware: Optional[List[Tuple[str, Any]]] = None
+        self._middleware_entry_points: List[EntryPoint] = []
 
     # -- discovery ---------------------------------------------------------------------
 
     def entry_point_table(self) -> Dict[str, List[EntryPoint]]:
         if self._entry_points is None:
+            # One scan of the installed distributions for both groups: each scan reads
+            # every distribution's metadata, the largest part of a first call's cost.
+            everything = entry_points()
             table: Dict[str, List[EntryPoint]] = {}
             seen = set()
-            for ep in entry_points(group=PROVIDER_GROUP):
+            for ep in everything.select(group=PROVIDER_GROUP):
                 key = (ep.name, ep.value)
                 if key in seen:  # one distribution seen twice on sys.path
                     continue
                 seen.add(key)
                 table.setdefault(ep.name, []).append(ep)
+            self._middleware_entry_points = list(everything.select(group=MIDDLEWARE_GROUP))
             self._entry_points = table
         return self._entry_points
 
@@ -243,7 +248,8 @@ class Registry:
     def middleware(self) -> List[Tuple[str, Any]]:
         if self._middleware is None:
             loaded = []
-            for ep in entry_points(group=MIDDLEWARE_GROUP):
+            self.entry_point_table()
+            for ep in self._middleware_entry_points:
                 try:
                     loaded.append((ep.name, ep.load()))
                 except Exception as exc:  # a broken middleware must not break calls
