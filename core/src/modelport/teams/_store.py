@@ -201,40 +201,14 @@ class Store:
     # -- teams and users --------------------------------------------------------------------
 
     async def create_team(self, values: Dict[str, Any]) -> TeamRow:
-        values = dict(values)
-        now = utcnow()
-        team_id = values.pop("team_id", None) or str(uuid.uuid4())
-        values.setdefault("models", [])
-        values.setdefault("metadata_", {})
-        values.setdefault("spend", 0.0)
-        values.setdefault("blocked", False)
-        row = TeamRow(team_id=team_id, created_at=now, updated_at=now, **values)
-        try:
-            async with self.session() as session, session.begin():
-                if await session.get(TeamRow, team_id) is not None:
-                    raise TeamsError(f"team_id {team_id!r} already exists", 400, "team_exists", "team_id")
-                session.add(row)
-        except IntegrityError as exc:
-            raise _conflict(exc) from None
+        row: TeamRow = await self._create("team", values)
         return row
 
     async def get_team(self, team_id: str) -> Optional[Tuple[TeamRow, List[KeyRow]]]:
-        async with self.session() as session:
-            team = await session.get(TeamRow, team_id)
-            if team is None:
-                return None
-            keys = await session.scalars(select(KeyRow).where(KeyRow.team_id == team_id).order_by(KeyRow.created_at))
-            return team, list(keys)
+        return await self._get("team", team_id)
 
     async def update_team(self, team_id: str, values: Dict[str, Any]) -> TeamRow:
-        values = {k: v for k, v in values.items() if k != "team_id"}
-        async with self.session() as session, session.begin():
-            row = await session.get(TeamRow, team_id)
-            if row is None:
-                raise TeamsError(f"no team {team_id!r}", 404, "team_not_found", "team_id")
-            for name, value in values.items():
-                setattr(row, name, value)
-            row.updated_at = utcnow()
+        row: TeamRow = await self._update("team", team_id, values)
         return row
 
     async def delete_teams(self, team_ids: Sequence[str]) -> Tuple[List[str], List[str]]:
@@ -250,39 +224,55 @@ class Store:
         return found, tokens
 
     async def create_user(self, values: Dict[str, Any]) -> UserRow:
+        row: UserRow = await self._create("user", values)
+        return row
+
+    async def get_user(self, user_id: str) -> Optional[Tuple[UserRow, List[KeyRow]]]:
+        return await self._get("user", user_id)
+
+    async def update_user(self, user_id: str, values: Dict[str, Any]) -> UserRow:
+        row: UserRow = await self._update("user", user_id, values)
+        return row
+
+    # Teams and users are stored alike: one row with its own id, budgets, models and spend.
+
+    async def _create(self, kind: str, values: Dict[str, Any]) -> Any:
+        model, id_name = KINDS[kind]
         values = dict(values)
         now = utcnow()
-        user_id = values.pop("user_id", None) or str(uuid.uuid4())
+        ident = values.pop(id_name, None) or str(uuid.uuid4())
         values.setdefault("models", [])
         values.setdefault("metadata_", {})
         values.setdefault("spend", 0.0)
         values.setdefault("blocked", False)
-        row = UserRow(user_id=user_id, created_at=now, updated_at=now, **values)
+        row = model(**{id_name: ident}, created_at=now, updated_at=now, **values)
         try:
             async with self.session() as session, session.begin():
-                if await session.get(UserRow, user_id) is not None:
-                    raise TeamsError(f"user_id {user_id!r} already exists", 400, "user_exists", "user_id")
+                if await session.get(model, ident) is not None:
+                    raise TeamsError(f"{id_name} {ident!r} already exists", 400, f"{kind}_exists", id_name)
                 session.add(row)
         except IntegrityError as exc:
             raise _conflict(exc) from None
         return row
 
-    async def get_user(self, user_id: str) -> Optional[Tuple[UserRow, List[KeyRow]]]:
+    async def _get(self, kind: str, ident: str) -> Optional[Tuple[Any, List[KeyRow]]]:
+        model, id_name = KINDS[kind]
         async with self.session() as session:
-            user = await session.get(UserRow, user_id)
-            if user is None:
-                return None
-            keys = await session.scalars(select(KeyRow).where(KeyRow.user_id == user_id).order_by(KeyRow.created_at))
-            return user, list(keys)
-
-    async def update_user(self, user_id: str, values: Dict[str, Any]) -> UserRow:
-        values = {k: v for k, v in values.items() if k != "user_id"}
-        async with self.session() as session, session.begin():
-            row = await session.get(UserRow, user_id)
+            row = await session.get(model, ident)
             if row is None:
-                raise TeamsError(f"no user {user_id!r}", 404, "user_not_found", "user_id")
+                return None
+            keys = await session.scalars(select(KeyRow).where(getattr(KeyRow, id_name) == ident).order_by(KeyRow.created_at))
+            return row, list(keys)
+
+    async def _update(self, kind: str, ident: str, values: Dict[str, Any]) -> Any:
+        model, id_name = KINDS[kind]
+        async with self.session() as session, session.begin():
+            row = await session.get(model, ident)
+            if row is None:
+                raise TeamsError(f"no {kind} {ident!r}", 404, f"{kind}_not_found", id_name)
             for name, value in values.items():
-                setattr(row, name, value)
+                if name != id_name:
+                    setattr(row, name, value)
             row.updated_at = utcnow()
         return row
 
