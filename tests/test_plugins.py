@@ -237,3 +237,46 @@ def test_fast_caller_matches_pluggy_order():
     assert hooks.resolve_endpoint("call") == hooks.pm.hook.resolve_endpoint(call="call") == "later"
     hooks.pm.unregister(name="later")
     assert hooks.resolve_endpoint("call") == hooks.pm.hook.resolve_endpoint(call="call") == "mid"
+
+
+def test_entry_point_scan_finds_what_importlib_metadata_finds(tmp_path):
+    """The registry reads entry points itself (a first call does not import
+    importlib.metadata); it must see the same distributions: the first of two with one
+    name on sys.path wins, egg-info directories count, a zip on sys.path hands the scan
+    back to importlib.metadata."""
+    first = provider_dist(tmp_path / "a", "mp-shadow", "shadow", module="mp_shadow_first")
+    second = provider_dist(tmp_path / "b", "mp-shadow", "shadowed", module="mp_shadow_second")
+    egg = tmp_path / "egg"
+    (egg / "mp_egg.egg-info").mkdir(parents=True)
+    (egg / "mp_egg.egg-info" / "PKG-INFO").write_text("Metadata-Version: 1.2\nName: mp-egg\nVersion: 3.1\n")
+    (egg / "mp_egg.egg-info" / "entry_points.txt").write_text("[modelport.providers]\neggy = mp_egg_mod\n")
+    (egg / "mp_egg_mod.py").write_text(PLAIN_PROVIDER.format(name="eggy"))
+    code = """
+        import sys
+        import modelport
+        print(modelport.completion("eggy/m", [{"role": "user", "content": "hi"}], mock_response="laid").choices[0].message.content)
+        print("metadata imported" if "importlib.metadata" in sys.modules else "metadata not imported")
+        from importlib.metadata import entry_points
+        from modelport._registry import scan_entry_points
+        ours = scan_entry_points(("modelport.providers",))["modelport.providers"]
+        theirs = entry_points(group="modelport.providers")
+        print(sorted((e.name, e.value) for e in ours) == sorted((e.name, e.value) for e in theirs))
+        print(sorted(e.name for e in ours if e.name in ("shadow", "shadowed", "eggy")))
+        print([e.distribution() for e in ours if e.name == "eggy"])
+        """
+    result = run_python(code, first, second, egg)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines == ["laid", "metadata not imported", "True", "['eggy', 'shadow']", "[('mp-egg', '3.1')]"]
+    # A zip file on sys.path: only importlib.metadata reads it; the scan defers to it.
+    archive = tmp_path / "dists.zip"
+    import zipfile
+
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.writestr("mp_zipped-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: mp-zipped\nVersion: 1.0\n")
+        bundle.writestr("mp_zipped-1.0.dist-info/entry_points.txt", "[modelport.providers]\nzipped = mp_zipped\n")
+        bundle.writestr("mp_zipped.py", PLAIN_PROVIDER.format(name="zipped"))
+    result = run_python(code.replace('"eggy"', '"zipped"').replace("eggy/m", "zipped/m"), archive, first)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines == ["laid", "metadata imported", "True", "['shadow', 'zipped']", "[('mp-zipped', '1.0')]"]

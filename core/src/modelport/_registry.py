@@ -10,10 +10,11 @@ needs pluggy's machinery) switches that hook back to pluggy's own caller.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
 import warnings
-from importlib.metadata import EntryPoint, entry_points
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 import attrs
 import pluggy
@@ -38,6 +39,114 @@ KNOWN_DISTRIBUTIONS = {
     "ollama_chat": "modelport-ollama",
 }
 MIDDLEWARE_GROUP = "modelport.middleware"
+
+
+class EntryPoint:
+    """One ``name = module:attribute`` line of an installed distribution's entry points."""
+
+    __slots__ = ("name", "value", "group", "_metadata", "_dist")
+
+    def __init__(self, name: str, value: str, group: str, metadata: str = "", dist: Any = None) -> None:
+        self.name = name
+        self.value = value
+        self.group = group
+        self._metadata = metadata  # the distribution's METADATA / PKG-INFO file
+        self._dist = dist  # or importlib.metadata's Distribution, where it did the scan
+
+    def load(self) -> Any:
+        import importlib
+
+        module, _, attribute = self.value.partition(":")
+        target = importlib.import_module(module.strip())
+        for part in attribute.split("[")[0].strip().split(".") if attribute.strip() else ():
+            target = getattr(target, part)
+        return target
+
+    def distribution(self) -> Tuple[str, str]:
+        """(name, version) from the distribution's metadata; ("", "") when unknown."""
+        if self._dist is not None:
+            return self._dist.metadata["Name"] or "", self._dist.version or ""
+        name = version = ""
+        try:
+            with open(self._metadata, encoding="utf-8") as handle:
+                for line in handle:
+                    if not line.strip():
+                        break  # the end of the header: the description follows
+                    key, _, value = line.partition(":")
+                    if key == "Name":
+                        name = value.strip()
+                    elif key == "Version":
+                        version = value.strip()
+        except OSError:
+            pass
+        return name, version
+
+
+def scan_entry_points(groups: Tuple[str, ...]) -> Dict[str, List[EntryPoint]]:
+    """The entry points of ``groups`` of every distribution on ``sys.path``, in path order.
+
+    What ``importlib.metadata.entry_points()`` finds (``*.dist-info`` / ``*.egg-info``
+    directories, one distribution per normalised name, the first on the path winning),
+    read directly: importing ``importlib.metadata`` (email, zipfile, ...) and building
+    its objects was the largest part of a first call. Paths it alone can read (zip
+    files, finders with their own distributions) hand the scan back to it.
+    """
+    found: Dict[str, List[EntryPoint]] = {group: [] for group in groups}
+    if not _plain_paths():
+        from importlib.metadata import entry_points
+
+        for group in groups:
+            for ep in entry_points(group=group):
+                found[group].append(EntryPoint(ep.name, ep.value, group, dist=getattr(ep, "dist", None)))
+        return found
+    seen: Set[str] = set()
+    for info in _metadata_directories():
+        name = os.path.basename(info).rsplit(".", 1)[0].split("-", 1)[0]
+        key = name.replace("-", "_").replace(".", "_").lower()
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            with open(os.path.join(info, "entry_points.txt"), encoding="utf-8") as handle:
+                text = handle.read()
+        except OSError:
+            continue
+        metadata = os.path.join(info, "METADATA" if info.endswith(".dist-info") else "PKG-INFO")
+        group = ""
+        for line in text.splitlines():
+            line = line.strip()
+            if not line or line[0] in "#;":
+                continue
+            if line[0] == "[" and line[-1] == "]":
+                group = line[1:-1].strip()
+            elif group in found and "=" in line:
+                ep_name, _, value = line.partition("=")
+                found[group].append(EntryPoint(ep_name.strip(), value.strip(), group, metadata))
+    return found
+
+
+def _plain_paths() -> bool:
+    """True when every distribution is a directory on ``sys.path`` (the usual case)."""
+    from importlib.machinery import PathFinder
+
+    for finder in sys.meta_path:
+        if finder is not PathFinder and getattr(finder, "find_distributions", None) is not None:
+            return False
+    return not any(os.path.isfile(path) for path in sys.path if path)
+
+
+def _metadata_directories() -> Iterator[str]:
+    for path in sys.path:
+        root = path or "."
+        try:
+            names = os.listdir(root)
+        except OSError:
+            continue
+        for name in names:
+            if name.endswith((".dist-info", ".egg-info")):
+                full = os.path.join(root, name)
+                if os.path.isdir(full):
+                    yield full
 
 
 def _fast_caller(hook: Any) -> Callable[..., Any]:
@@ -205,10 +314,7 @@ class ProviderListing:
 
 
 def _dist_of(ep: EntryPoint) -> Tuple[str, str]:
-    dist = getattr(ep, "dist", None)
-    if dist is None:
-        return "", ""
-    return dist.metadata["Name"] or "", dist.version or ""
+    return ep.distribution()
 
 
 class Registry:
@@ -229,16 +335,16 @@ class Registry:
         if self._entry_points is None:
             # One scan of the installed distributions for both groups: each scan reads
             # every distribution's metadata, the largest part of a first call's cost.
-            everything = entry_points()
+            everything = scan_entry_points((PROVIDER_GROUP, MIDDLEWARE_GROUP))
             table: Dict[str, List[EntryPoint]] = {}
             seen = set()
-            for ep in everything.select(group=PROVIDER_GROUP):
+            for ep in everything[PROVIDER_GROUP]:
                 key = (ep.name, ep.value)
                 if key in seen:  # one distribution seen twice on sys.path
                     continue
                 seen.add(key)
                 table.setdefault(ep.name, []).append(ep)
-            self._middleware_entry_points = list(everything.select(group=MIDDLEWARE_GROUP))
+            self._middleware_entry_points = everything[MIDDLEWARE_GROUP]
             self._entry_points = table
         return self._entry_points
 
