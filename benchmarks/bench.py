@@ -41,8 +41,10 @@ def _canned() -> Dict[str, bytes]:
         "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi there", "refusal": None}, "logprobs": None, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
     }  # fmt: skip
-    ollama_head = {"model": "bench", "created_at": "2026-12-01T00:00:00Z"}
-    ollama = [json.dumps({**ollama_head, "message": {"role": "assistant", "content": f"tok{i} "}, "done": False}) for i in range(CHUNKS)]
+    # Ollama stamps every line with its own time, in nanoseconds.
+    ollama = [json.dumps({"model": "bench", "created_at": f"2026-12-01T00:00:00.{123456789 + 7919 * i}Z", "message": {"role": "assistant", "content": f"tok{i} "}, "done": False})
+              for i in range(CHUNKS)]  # fmt: skip
+    ollama_head = {"model": "bench", "created_at": "2026-12-01T00:00:01.2345Z"}
     ollama.append(json.dumps({**ollama_head, "message": {"role": "assistant", "content": ""}, "done": True, "done_reason": "stop",
                               "prompt_eval_count": 5, "eval_count": CHUNKS}))  # fmt: skip
     anthropic = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modelport.provider import NDJSONDecoder, SSEDecoder
+from modelport.provider import NDJSONDecoder, SSEDecoder, StreamEvent
 from modelport.provider import StreamEvent as ServerSentEvent
 
 
@@ -112,3 +112,18 @@ def test_ndjson_skips_blank_lines_and_reports_a_cut_last_line():
     assert [e.data for e in decoder.feed(b'{"a":1}\n\n  \n{"b"')] == ['{"a":1}']
     assert decoder.has_partial_line
     assert [e.data for e in decoder.flush()] == ['{"b"']
+
+
+def test_a_subclass_chooses_the_event_class():
+    """A plugin's decoder may frame into its own StreamEvent subclass (one object per event)."""
+
+    class Marked(StreamEvent):
+        __slots__ = ("mark",)
+
+    class Marking(SSEDecoder):
+        event_class = Marked
+
+    decoder = Marking()
+    events = decoder.feed(b"event: delta\ndata: {}\n\ndata: one\n\nid: 4\nevent: x\ndata: a\ndata: b\n\n") + decoder.flush()
+    assert [type(e) for e in events] == [Marked, Marked, Marked]
+    assert [(e.event, e.data, e.id) for e in events] == [("delta", "{}", ""), ("", "one", ""), ("x", "a\nb", "4")]

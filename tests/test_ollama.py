@@ -496,12 +496,14 @@ def test_default_echo_sync_and_async(ollama: OllamaServer) -> None:
 # --- streams ----------------------------------------------------------------------------------
 
 HEAD = {"model": "llama3.2", "created_at": STAMP}
+# Each line has its own time (Ollama stamps them to the nanosecond); all in one second here.
 STREAM = [
     {**HEAD, "message": {"role": "assistant", "content": "Hel"}, "done": False},
-    {**HEAD, "message": {"role": "assistant", "content": "lo, "}, "done": False},
-    {**HEAD, "message": {"role": "assistant", "content": "wörld"}, "done": False},
-    {**HEAD, "message": {"role": "assistant", "content": ""}, "done": True, "done_reason": "length", "total_duration": 4883583458, "prompt_eval_count": 26, "eval_count": 3},
-]
+    {**HEAD, "created_at": STAMP.replace(".123648455", ".2"), "message": {"role": "assistant", "content": "lo, "}, "done": False},
+    {**HEAD, "created_at": STAMP.replace(".123648455", ""), "message": {"role": "assistant", "content": "wörld"}, "done": False},
+    {**HEAD, "created_at": STAMP.replace(".123648455", ".987654321"), "message": {"role": "assistant", "content": ""}, "done": True, "done_reason": "length",
+     "total_duration": 4883583458, "prompt_eval_count": 26, "eval_count": 3},
+]  # fmt: skip
 
 
 def _check_stream(chunks: List[Any]) -> None:

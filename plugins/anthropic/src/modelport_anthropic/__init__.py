@@ -537,19 +537,28 @@ class _StreamState:
 
     def translate(self, event: StreamEvent) -> Any:
         """One SSE event -> a chunk, IGNORE_EVENT, the end, or the ProviderError to raise."""
-        raw = event.data
-        data = raw if isinstance(raw, str) else raw.decode("utf-8", errors="replace")
-        if not data or data.isspace():
-            return IGNORE_EVENT
+        data = event.data
+        if not isinstance(data, str):
+            data = data.decode("utf-8", "replace")
         try:
             payload = openai.loads_event(data)
         except ValueError:
+            if not data or data.isspace():
+                return IGNORE_EVENT
             payload = None
-        if not isinstance(payload, dict):
+        if type(payload) is not dict:
             return errors.MalformedStreamError(
                 f"stream event is not a JSON object: {data[:200]!r}", provider=self.call.provider, model=self.call.model, body=data
             )
         kind = payload.get("type") or event.event
+        if kind == "content_block_delta" and not self.ended:
+            delta = payload.get("delta")
+            if type(delta) is dict and delta.get("type") == "text_delta":  # the common event: one text piece
+                text = delta.get("text")
+                if not text:
+                    return IGNORE_EVENT
+                return {"id": self.id, "object": "chat.completion.chunk", "created": 0, "model": self.model,
+                        "choices": [{"index": 0, "delta": {"content": text}, "logprobs": None, "finish_reason": None}]}  # fmt: skip
         if kind == "error":
             return _stream_error(self.call, payload, data)
         if self.ended:
@@ -585,11 +594,7 @@ class _StreamState:
     def on_content_block_delta(self, payload: Dict[str, Any]) -> Any:
         delta = payload.get("delta") or {}
         kind = delta.get("type")
-        if kind == "text_delta":  # the common event: one text piece
-            text = delta.get("text")
-            if text:
-                return {"id": self.id, "object": "chat.completion.chunk", "created": 0, "model": self.model,
-                        "choices": [{"index": 0, "delta": {"content": text}, "logprobs": None, "finish_reason": None}]}  # fmt: skip
+        if kind == "text_delta":  # an empty piece (a text piece with text is translated above)
             return IGNORE_EVENT
         index = payload.get("index", 0)
         if kind == "thinking_delta":
@@ -627,38 +632,34 @@ class _Translated(StreamEvent):
     """An SSE event with what it means for the OpenAI stream (``item``)."""
 
     __slots__ = ("item",)
-
-    def __init__(self, event: StreamEvent, item: Any) -> None:
-        self.data = event.data
-        self.event = event.event
-        self.id = event.id
-        self.retry = event.retry
-        self.item = item
+    item: Any
 
 
-class AnthropicStreamDecoder:
+class AnthropicStreamDecoder(SSEDecoder):
     """SSE framing plus the per-stream state the translation needs (one per stream).
 
     Never raises: a bad event becomes an event whose ``item`` is the error, which
     ``parse_stream_chunk`` raises once the chunks before it are delivered.
     """
 
-    __slots__ = ("_sse", "_state")
+    __slots__ = ("_state",)
+    event_class = _Translated
 
     def __init__(self, call: Call) -> None:
-        self._sse = SSEDecoder()
+        super().__init__()
         self._state = _StreamState(call)
 
-    @property
-    def has_partial_line(self) -> bool:
-        return self._sse.has_partial_line
-
     def feed(self, chunk: bytes) -> List[StreamEvent]:
-        translate = self._state.translate
-        return [_Translated(event, translate(event)) for event in self._sse.feed(chunk)]
+        return self._translate(super().feed(chunk))
 
     def flush(self) -> List[StreamEvent]:
-        return [_Translated(event, self._state.translate(event)) for event in self._sse.flush()]
+        return self._translate(super().flush())
+
+    def _translate(self, events: List[Any]) -> List[StreamEvent]:
+        translate = self._state.translate
+        for event in events:
+            event.item = translate(event)
+        return events
 
 
 @hookimpl

@@ -317,16 +317,15 @@ def _timestamp(value: Any) -> int:
     """RFC 3339 (``2024-07-22T20:33:28.123648Z``, ``...-07:00``) -> Unix seconds; 0 if unreadable.
 
     Every stream line carries one; they differ in their fraction only, so the parse is
-    cached on the seconds and the zone (the per-line cost is a slice and a lookup).
+    cached on the text without its fraction (per line: a slice, a strip and a lookup).
     """
-    if not isinstance(value, str):
+    if type(value) is not str:
         return 0
-    zone = "Z" if value[-1:] in ("Z", "z") else value[-6:]
-    return _parsed_timestamp(value[:19], zone, value)
+    return _parsed_timestamp(value[:19] + value[19:].lstrip(".0123456789"))
 
 
 @functools.lru_cache(maxsize=256)
-def _parsed_timestamp(seconds_part: str, zone: str, value: str) -> int:
+def _parsed_timestamp(value: str) -> int:
     match = _TIMESTAMP.fullmatch(value.strip())
     if match is None:
         return 0
@@ -502,27 +501,35 @@ def _stream_error(call: Call, line: Dict[str, Any], raw: str) -> errors.Provider
 
 @hookimpl
 def parse_stream_chunk(call: Call, event: StreamEvent) -> Any:
-    data = event.data if isinstance(event.data, str) else event.data.decode("utf-8", errors="replace")
-    if not data.strip():
-        return IGNORE_EVENT
+    data = event.data
+    if not isinstance(data, str):
+        data = data.decode("utf-8", "replace")
     try:
         line = openai.loads_event(data)
     except ValueError:
+        if not data or data.isspace():
+            return IGNORE_EVENT
         line = None
-    if not isinstance(line, dict):
+    if type(line) is not dict:
         raise errors.MalformedStreamError(
             f"an Ollama stream line is not a JSON object: {data[:200]!r}", provider=call.provider, model=call.model, body=data
         )
     if "error" in line:  # an error reported in the middle of the stream
         raise _stream_error(call, line, data)
+    message = line.get("message")
+    if type(message) is dict and not line.get("done") and message.keys() <= _PLAIN_MESSAGE and line.keys() <= _READ:
+        # The common line: role and content, nothing to map, one chunk.
+        return {"id": event.id or ID_PREFIX + _digest(data)[:24], "object": _CHUNK, "created": _timestamp(line.get("created_at")),
+                "model": line.get("model") or call.model,
+                "choices": [{"index": 0, "delta": message, "logprobs": None, "finish_reason": None}]}  # fmt: skip
     head = {
-        **_extras(line),
         "id": event.id or ID_PREFIX + _digest(data)[:24],
         "object": _CHUNK,
         "created": _timestamp(line.get("created_at")),
         "model": line.get("model") or call.model,
     }
-    message = line.get("message")
+    if not line.keys() <= _READ:
+        head = {**_extras(line), **head}
     if isinstance(message, dict) and message.keys() <= _PLAIN_MESSAGE:
         delta: Dict[str, Any] = message  # the common line: role and content, nothing to map
     else:
