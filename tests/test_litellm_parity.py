@@ -71,6 +71,17 @@ def test_openai_context_length_exceeded_is_typed_and_not_retried(upstream):
     assert "maximum context length" in error.message and len(upstream.requests) == 1
 
 
+def test_max_retries_is_num_retries_and_never_sent(upstream):
+    """The OpenAI SDK's (and LiteLLM's) ``max_retries`` sets the retries; it is not a body field."""
+    upstream.reply(status=503, json={"error": {"message": "busy"}}, times=5)
+    with pytest.raises(errors.ServiceUnavailableError):
+        modelport.completion("openai/m", USER, api_base=upstream.base_url, max_retries=1, timeout=5)
+    assert len(upstream.requests) == 2 and all("max_retries" not in r.json for r in upstream.requests)
+    with pytest.raises(errors.InvalidRequestError, match="disagree") as info:
+        modelport.completion("openai/m", USER, api_base=upstream.base_url, max_retries=1, num_retries=3)
+    assert info.value.param == "max_retries" and len(upstream.requests) == 2
+
+
 @pytest.mark.parametrize("code", ["context_length_exceeded", None])
 def test_openai_context_length_inside_a_stream(upstream, code):
     upstream.reply(sse=[{"error": {"message": "This model's maximum context length is 8192 tokens.", "type": "invalid_request_error", "code": code}}])

@@ -60,6 +60,7 @@ CALL_OPTIONS = frozenset(
         "base_url",
         "timeout",
         "num_retries",
+        "max_retries",
         "extra_headers",
         "extra_body",
         "drop_params",
@@ -159,6 +160,14 @@ def _check_messages(messages: Any) -> List[Dict[str, Any]]:
 
 def _check_options(opts: Dict[str, Any]) -> None:
     """Per-call options of the wrong type fail here, named, instead of deep in a transport."""
+    if "max_retries" in opts:  # the OpenAI SDK's name (LiteLLM takes both): never sent upstream
+        given = opts.pop("max_retries")
+        if opts.get("num_retries") is None:
+            opts["num_retries"] = given
+        elif given is not None and given != opts["num_retries"]:
+            raise InvalidRequestError(
+                f"num_retries={opts['num_retries']!r} and max_retries={given!r} disagree; pass one of them", param="max_retries"
+            )
     retries = opts.get("num_retries")
     if retries is not None and (isinstance(retries, bool) or not isinstance(retries, int) or retries < 0):
         raise InvalidRequestError(f"num_retries must be a whole number >= 0, got {retries!r}", param="num_retries")
