@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import email.parser
+import functools
 import gzip
 import http.server
 import json
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 from urllib.parse import parse_qs, urlsplit
 
@@ -30,7 +32,7 @@ from modelport.transport import (
     encode_json,
 )
 
-MODES = ["sync", "async"]
+MODES = ["sync", "sync-httpx", "async"]  # sync: http.client for plain http; sync-httpx: httpx for all
 
 # -- the server ---------------------------------------------------------------------
 
@@ -171,6 +173,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def route_redirect(self, query: Dict[str, str], body: bytes) -> None:
         self._send(302, b"", {"Location": "/json"})
 
+    def route_redirect_to(self, query: Dict[str, str], body: bytes) -> None:
+        self._send(int(query["status"]), b"moved", {"Location": query["to"]})
+
+    def route_deflate(self, query: Dict[str, str], body: bytes) -> None:
+        self._send(200, zlib.compress(b"deflated " * 100), {"Content-Encoding": "deflate", "Content-Type": "text/plain"})
+
+    def route_then_close(self, query: Dict[str, str], body: bytes) -> None:
+        """An answer that keeps the connection alive by its headers, then the server drops it."""
+        self._send(200, b'{"ok":true}')
+        self.wfile.flush()
+        self.close_connection = True
+
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[_Server]:
@@ -204,8 +218,8 @@ def call(
 ) -> Tuple[WireResponse, bytes]:
     """Send ``request`` on a fresh transport; the head and the whole body."""
     limits = Timeout.of(timeout)
-    if mode == "sync":
-        with SyncHTTPTransport(trust_env=False, **options) as transport:
+    if mode.startswith("sync"):
+        with SyncHTTPTransport(trust_env=False, fast_http=mode == "sync", **options) as transport:
             if stream:
                 with transport.stream(request, limits) as handle:
                     return handle.head, handle.read()
@@ -270,18 +284,23 @@ def test_import_is_light() -> None:
 
 
 def test_a_call_does_not_load_the_httpx_command_line(base: str) -> None:
-    # httpx imports its CLI (click, pygments) when they are installed: 12 ms of a cold start
+    # httpx imports its CLI (click, pygments) when they are installed: 12 ms of a cold start.
+    # A plain http:// call loads no httpx at all; a form (sent by httpx) loads it without its CLI.
     code = (
         "import sys, importlib.util, modelport.transport as t\n"
         "from modelport.provider import WireRequest\n"
         "assert importlib.util.find_spec('click') is not None, 'click is installed here'\n"
-        f"reply = t.SyncHTTPTransport().send(WireRequest('GET', {base + '/json'!r}, {{}}), t.Timeout.of(10))\n"
-        "print(reply.status, sorted(m for m in ('httpx', 'httpx._main', 'click', 'pygments') if m in sys.modules))\n"
+        "seen = lambda: sorted(m for m in ('httpx', 'httpx._main', 'click', 'pygments', 'httpcore', 'h11') if m in sys.modules)\n"
+        "transport = t.SyncHTTPTransport()\n"
+        f"reply = transport.send(WireRequest('GET', {base + '/json'!r}, {{}}), t.Timeout.of(10))\n"
+        "print(reply.status, seen())\n"
+        f"reply = transport.send(WireRequest('POST', {base + '/echo'!r}, {{}}, data={{'a': '1'}}), t.Timeout.of(10))\n"
+        "print(reply.status, seen())\n"
         "print(sys.modules.get('httpx._main', 'importable later'))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split("\n")[:2] == ["200 ['httpx']", "importable later"], out.stdout + out.stderr
+    assert out.stdout.split("\n")[:3] == ["200 []", "200 ['h11', 'httpcore', 'httpx']", "importable later"], out.stdout + out.stderr
 
 
 # -- bodies and heads -----------------------------------------------------------------
@@ -381,6 +400,61 @@ def test_gzip_and_redirect(mode: str, base: str) -> None:
     assert head.status == 200 and body == b'{"ok":true}'
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_deflate_bodies(mode: str, base: str) -> None:
+    for stream in (False, True):
+        head, body = call(mode, get(base + "/deflate"), stream=stream)
+        assert body == b"deflated " * 100 and head.headers["content-encoding"] == "deflate"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_redirects_change_methods_and_drop_credentials_as_httpx_does(mode: str, base: str, server: _Server) -> None:
+    def post(status: int, to: str) -> Dict[str, Any]:
+        request = WireRequest("POST", f"{base}/redirect-to?status={status}&to={to}", {"Authorization": "Bearer k"}, json={"a": 1})
+        head, body = call(mode, request)
+        assert head.status == 200
+        return dict(json.loads(body))
+
+    seen = post(303, "/echo")  # See Other: GET, no body
+    assert seen["method"] == "GET" and seen["body"] == ""
+    assert seen["headers"]["authorization"] == "Bearer k"  # same origin: credentials kept
+    seen = post(307, "/echo")  # Temporary Redirect: the same request again
+    assert seen["method"] == "POST" and json.loads(seen["body"]) == {"a": 1}
+    port = server.server_address[1]
+    seen = post(308, f"http://localhost:{port}/echo")  # another origin: no credentials
+    assert seen["method"] == "POST" and "authorization" not in seen["headers"]
+
+
+@pytest.mark.parametrize("mode", ["sync", "sync-httpx"])  # the sync pools (aiohttp keeps its own)
+def test_a_connection_the_server_dropped_while_idle_is_replaced(mode: str, base: str, server: _Server) -> None:
+    with SyncHTTPTransport(trust_env=False, fast_http=mode == "sync") as transport:
+        for _ in range(3):
+            assert transport.send(get(base + "/then-close"), Timeout.of(5)).status == 200
+            time.sleep(0.05)  # the server's FIN arrives while the connection sits in the pool
+    assert len(set(server.peers)) == 3, server.peers
+
+
+def test_a_dropped_connection_not_yet_seen_as_closed_is_retried_once(base: str, server: _Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server's FIN may arrive after the pool checked the idle connection: the send
+    then fails before any answer and goes once more, on a new connection."""
+    import select
+
+    monkeypatch.setattr(select, "select", lambda *args: ([], [], []))  # every idle connection looks alive
+    with SyncHTTPTransport(trust_env=False) as transport:
+        for _ in range(3):
+            assert transport.send(get(base + "/then-close"), Timeout.of(5)).status == 200
+            time.sleep(0.05)
+    assert len(set(server.peers)) == 3, server.peers
+
+
+def test_a_redirect_to_https_is_sent_by_httpx(base: str) -> None:
+    port = _closed_port()
+    for stream in (False, True):
+        error, _ = timed(lambda: call("sync", get(f"{base}/redirect-to?status=302&to=https://127.0.0.1:{port}/x"), stream=stream))  # noqa: B023
+        assert isinstance(error, APIConnectionError), error
+        assert f"https://127.0.0.1:{port}" in str(error)
+
+
 # -- timeouts: the same meaning sync and async ---------------------------------------------
 
 
@@ -439,9 +513,9 @@ def test_slow_head_is_a_timeout_error(mode: str, base: str) -> None:
 # -- the pool -------------------------------------------------------------------------------
 
 
-def _six_sync(base: str, timeout: Timeout) -> List[Any]:
+def _six_sync(base: str, timeout: Timeout, fast_http: bool = True) -> List[Any]:
     results: List[Any] = [None] * 6
-    with SyncHTTPTransport(max_connections=2, trust_env=False) as transport:
+    with SyncHTTPTransport(max_connections=2, trust_env=False, fast_http=fast_http) as transport:
 
         def one(i: int) -> None:
             try:
@@ -469,7 +543,7 @@ def _six_async(base: str, timeout: Timeout) -> List[Any]:
     return asyncio.run(go())
 
 
-@pytest.mark.parametrize("six", [_six_sync, _six_async], ids=MODES)
+@pytest.mark.parametrize("six", [_six_sync, functools.partial(_six_sync, fast_http=False), _six_async], ids=MODES)
 def test_pool_queues_calls_without_failing_them(
     six: Callable[[str, Timeout], List[Any]], base: str, server: _Server
 ) -> None:
@@ -480,7 +554,7 @@ def test_pool_queues_calls_without_failing_them(
     assert server.max_busy == 2
 
 
-@pytest.mark.parametrize("six", [_six_sync, _six_async], ids=MODES)
+@pytest.mark.parametrize("six", [_six_sync, functools.partial(_six_sync, fast_http=False), _six_async], ids=MODES)
 def test_pool_wait_beyond_pool_timeout_fails(six: Callable[[str, Timeout], List[Any]], base: str) -> None:
     results = six(base, Timeout(connect=0.8, read=0.8, write=0.8, total=0.8, pool=0.2))
     assert results.count(200) == 2

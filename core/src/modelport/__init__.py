@@ -14,6 +14,8 @@ from __future__ import annotations
 import threading
 from typing import Any, List, Optional
 
+__version__ = "0.2.0"  # before the imports below: modules they load may read it
+
 from . import errors, types
 from ._images import save_images
 from ._rebuild import stream_to_completion
@@ -21,8 +23,6 @@ from .client import AsyncClient, Client, providers
 from .errors import *  # noqa: F401,F403  (every error class is importable from modelport)
 from .types import *  # noqa: F401,F403
 from .types import EmbeddingResponse, ImageResponse, RerankResponse, Transcription
-
-__version__ = "0.2.0"
 
 # Loaded on first use so that `import modelport` imports neither pluggy nor entry-point
 # machinery: a plugin's `from modelport import hookimpl` pays for pluggy, an app's import does not.

@@ -7,11 +7,12 @@ import json
 import queue
 import threading
 from time import monotonic
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, Mapping, Optional, Type, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, Mapping, Optional, Tuple, Type, Union
 
+from .. import __version__
 from ..errors import APITimeoutError, InvalidRequestError
 from ..provider import WireRequest, WireResponse
-from ._errors import catches, httpx_errors, import_httpx, origin, pool_timeout, to_provider_error
+from ._errors import ErrorTable, catches, httpx_errors, import_httpx, origin, pool_timeout, to_provider_error
 from ._timeout import Timeout
 
 if TYPE_CHECKING:
@@ -20,8 +21,11 @@ if TYPE_CHECKING:
 
     import httpx
 
+    from ._plain import PlainHTTP
+
 __all__ = ["SyncHTTPTransport", "SyncStreamHandle", "encode_json"]
 
+USER_AGENT = f"modelport/{__version__}"
 _ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
@@ -62,6 +66,13 @@ def _body(request: WireRequest) -> Dict[str, Any]:
         # httpx sends list values as repeated fields, files as multipart parts.
         return {"data": request.data, "files": request.files, "headers": request.headers}
     return {"content": request.content, "headers": request.headers}
+
+
+def _plain_body(request: WireRequest) -> Tuple[Optional[bytes], Mapping[str, str]]:
+    """The body bytes and headers the plain path sends (JSON or raw content)."""
+    if request.json is not None:
+        return encode_json(request.json), json_headers(request.headers)
+    return request.content, request.headers
 
 
 def _pieces(response: httpx.Response, headers: Mapping[str, str]) -> Iterator[bytes]:
@@ -137,27 +148,28 @@ class SyncStreamHandle:
 
     def __init__(
         self,
-        response: httpx.Response,
+        pieces: Iterator[bytes],
+        close_response: Callable[[], None],
         head: WireResponse,
         url: str,
         release: Callable[[], None],
-        transport: "SyncHTTPTransport",
+        table: ErrorTable,
     ) -> None:
-        self._response = response
+        self._pieces = pieces
+        self._close_response = close_response
         self.head = head
         self._url = url
         self._release: Optional[Callable[[], None]] = release
-        self._transport = transport
+        self._table = table
 
     def iter_bytes(self) -> Iterator[bytes]:
         """The body as it arrives; a transport failure raises ``StreamInterruptedError``."""
-        response = self._response
-        pieces = _pieces(response, self.head.headers)
+        table = self._table
         try:
-            yield from pieces
-        except self._transport._catch as exc:
+            yield from self._pieces
+        except catches(table) as exc:
             self.close()
-            raise to_provider_error(exc, self._url, self._transport._table, streaming=True) from exc
+            raise to_provider_error(exc, self._url, table, streaming=True) from exc
         self.close()  # read to the end: hand the connection back now
 
     def read(self) -> bytes:
@@ -167,7 +179,7 @@ class SyncStreamHandle:
         release, self._release = self._release, None
         if release is not None:
             try:
-                self._response.close()
+                self._close_response()
             finally:
                 release()
 
@@ -192,9 +204,12 @@ class SyncStreamHandle:
 
 
 class SyncHTTPTransport:
-    """Sends ``WireRequest`` s over one pooled ``httpx.Client`` (redirects followed).
+    """Sends ``WireRequest`` s over pooled, kept-alive connections (redirects followed).
 
-    At most ``max_connections`` calls are in flight; more wait for a slot for up to
+    Plain ``http://`` requests go over the standard library's ``http.client`` (a local
+    upstream's first call does not import httpx, and each call costs less); https, the
+    environment's proxies, forms and uploads go over one ``httpx.Client``, built on first
+    use. ``fast_http=False`` sends everything through httpx. At most ``max_connections`` calls are in flight; more wait for a slot for up to
     ``Timeout.pool``. ``verify``: ``True`` (CA bundle, honouring ``SSL_CERT_FILE`` /
     ``SSL_CERT_DIR`` when ``trust_env``), ``False`` (no verification) or a path to a CA
     file or directory. The TLS context is built on the first https:// request.
@@ -209,12 +224,10 @@ class SyncHTTPTransport:
         verify: Union[bool, str] = True,
         trust_env: bool = True,
         httpx_transport: Optional[httpx.BaseTransport] = None,
+        fast_http: bool = True,
     ) -> None:
-        import_httpx()
-        import httpx
-
         self.max_connections = check_pool_size(max_connections)
-        check_pool_size(max_keepalive, "max_keepalive", 0)
+        self._max_keepalive = check_pool_size(max_keepalive, "max_keepalive", 0)
         if not isinstance(verify, (bool, str)):
             raise InvalidRequestError(
                 f"verify={verify!r} is not allowed: pass True, False or the path of a CA bundle",
@@ -223,25 +236,53 @@ class SyncHTTPTransport:
             )
         self._verify = verify
         self._trust_env = trust_env
-        self._limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_keepalive)
         # One token per connection: a C-level queue (threading.Semaphore is ten times
         # slower, and both are taken and given back on every call).
         self._slots: "queue.SimpleQueue[bool]" = queue.SimpleQueue()
         for _ in range(max_connections):
             self._slots.put(True)
         self._release = functools.partial(self._slots.put, True)
-        self._table = httpx_errors()
-        self._catch = catches(self._table)
         self._timeouts: Dict[Timeout, httpx.Timeout] = {}
-        if httpx_transport is None and trust_env and environment_has_proxies():
-            # httpx applies HTTP(S)_PROXY / ALL_PROXY / NO_PROXY only to transports it
-            # builds itself, so let it: this builds the TLS context now.
-            self._client = httpx.Client(
-                verify=self._https_verify(), trust_env=True, limits=self._limits, follow_redirects=True
-            )
-            return
-        transport = httpx_transport if httpx_transport is not None else _by_scheme_transport()(self._make_transport)
-        self._client = httpx.Client(transport=transport, trust_env=trust_env, follow_redirects=True)
+        self._table: ErrorTable = ()  # httpx's, set with the httpx client
+        self._catch: Tuple[Type[BaseException], ...] = ()
+        self._httpx_transport = httpx_transport
+        self._client: Optional[httpx.Client] = None
+        self._client_lock = threading.Lock()
+        self._closed = False
+        # Plain http:// goes over http.client (see _plain); the environment's proxies and
+        # an injected httpx transport take every request through httpx.
+        self._plain: Optional[PlainHTTP] = None
+        if fast_http and httpx_transport is None and not (trust_env and environment_has_proxies()):
+            from ._plain import PlainHTTP
+
+            self._plain = PlainHTTP(max_keepalive, USER_AGENT)
+
+    def _httpx(self) -> "httpx.Client":
+        """The httpx client (https, proxies, forms), built on first use."""
+        client = self._client
+        if client is not None:
+            return client
+        with self._client_lock:
+            if self._closed:
+                raise RuntimeError("the transport is closed")
+            if self._client is None:
+                import_httpx()
+                import httpx
+
+                self._table = httpx_errors()
+                self._catch = catches(self._table)
+                self._limits = httpx.Limits(max_connections=self.max_connections, max_keepalive_connections=self._max_keepalive)
+                headers = {"User-Agent": USER_AGENT}
+                if self._httpx_transport is None and self._trust_env and environment_has_proxies():
+                    # httpx applies HTTP(S)_PROXY / ALL_PROXY / NO_PROXY only to transports it
+                    # builds itself, so let it: this builds the TLS context now.
+                    self._client = httpx.Client(
+                        verify=self._https_verify(), trust_env=True, limits=self._limits, follow_redirects=True, headers=headers
+                    )
+                else:
+                    transport = self._httpx_transport or _by_scheme_transport()(self._make_transport)
+                    self._client = httpx.Client(transport=transport, trust_env=self._trust_env, follow_redirects=True, headers=headers)
+            return self._client
 
     def _https_verify(self) -> Union[ssl.SSLContext, bool]:
         verify = self._verify
@@ -296,12 +337,19 @@ class SyncHTTPTransport:
         """Send ``request`` and read the whole response."""
         self._acquire(timeout)
         try:
+            plain = self._plain
+            if plain is not None and plain.serves(request):
+                body, headers = _plain_body(request)
+                result = plain.send(request, body, headers, timeout)
+                if isinstance(result, WireResponse):
+                    return result
+                request = result  # redirected where only httpx goes
             return self._send(request, timeout)
         finally:
             self._slots.put(True)
 
     def _send(self, request: WireRequest, timeout: Timeout) -> WireResponse:
-        client = self._client
+        client = self._httpx()
         total = timeout.total
         start = monotonic() if total is not None else 0.0
         try:
@@ -347,28 +395,46 @@ class SyncHTTPTransport:
         """Send ``request`` and return once the response head has arrived."""
         self._acquire(timeout)
         try:
-            client = self._client
-            try:
-                response = client.send(
-                    client.build_request(request.method, request.url, timeout=self._phases(timeout), **_body(request)),
-                    stream=True,
-                )
-            except self._catch as exc:
-                raise to_provider_error(exc, request.url, self._table) from exc
-            if timeout.total is not None and timeout.read != timeout.total:
-                # ``total`` bounded the wait for the head; from here on ``read`` applies alone.
-                limits = response.request.extensions.get("timeout")
-                if isinstance(limits, dict):
-                    limits["read"] = timeout.read
+            plain = self._plain
+            if plain is not None and plain.serves(request):
+                body, headers = _plain_body(request)
+                result = plain.stream(request, body, headers, timeout)
+                if not isinstance(result, WireRequest):
+                    head, pieces, close_response = result
+                    return SyncStreamHandle(pieces, close_response, head, request.url, self._release, plain.errors)
+                request = result  # redirected where only httpx goes
+            return self._stream(request, timeout)
         except BaseException:
             self._slots.put(True)
             raise
-        head = WireResponse(response.status_code, dict(response.headers.items()), b"", request)
-        return SyncStreamHandle(response, head, request.url, self._release, self)
+
+    def _stream(self, request: WireRequest, timeout: Timeout) -> SyncStreamHandle:
+        client = self._httpx()
+        try:
+            response = client.send(
+                client.build_request(request.method, request.url, timeout=self._phases(timeout), **_body(request)),
+                stream=True,
+            )
+        except self._catch as exc:
+            raise to_provider_error(exc, request.url, self._table) from exc
+        if timeout.total is not None and timeout.read != timeout.total:
+            # ``total`` bounded the wait for the head; from here on ``read`` applies alone.
+            limits = response.request.extensions.get("timeout")
+            if isinstance(limits, dict):
+                limits["read"] = timeout.read
+        headers = dict(response.headers.items())
+        head = WireResponse(response.status_code, headers, b"", request)
+        return SyncStreamHandle(_pieces(response, headers), response.close, head, request.url, self._release, self._table)
 
     def close(self) -> None:
-        """Close every pooled connection."""
-        self._client.close()
+        """Close every pooled connection; later requests raise ``RuntimeError``."""
+        with self._client_lock:
+            self._closed = True
+            client = self._client
+        if self._plain is not None:
+            self._plain.close()
+        if client is not None:
+            client.close()
 
     def __enter__(self) -> "SyncHTTPTransport":
         return self
