@@ -152,6 +152,25 @@ def import_times(rounds: int) -> Dict[str, float]:
 BASE = ""
 
 
+def _http_client_connection() -> Tuple[Any, str]:
+    """A kept-alive ``http.client`` connection to the upstream and its base path: the
+    standard library's HTTP, which modelport's sync transport uses for plain http://."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(BASE)
+    return http.client.HTTPConnection(parts.hostname or "", parts.port), parts.path
+
+
+def _client_via_httpx() -> Any:
+    """A modelport client whose sync transport sends everything through httpx (as it
+    does for https://): what the figures are for a remote provider's stack."""
+    import modelport
+    from modelport.transport import SyncHTTPTransport
+
+    return modelport.Client(api_base=BASE, transport=SyncHTTPTransport(fast_http=False))
+
+
 def sequential_calls(calls: int, repeat: int) -> Dict[str, float]:
     import httpx
 
@@ -170,7 +189,23 @@ def sequential_calls(calls: int, repeat: int) -> Dict[str, float]:
         for _ in range(calls):
             client.completion("openai/bench", MESSAGES)
 
-    runs: Dict[str, Callable[[], None]] = {"raw httpx": run_raw, "modelport": run_modelport}
+    via_httpx = _client_via_httpx()
+
+    def run_modelport_httpx() -> None:
+        for _ in range(calls):
+            via_httpx.completion("openai/bench", MESSAGES)
+
+    connection, path = _http_client_connection()
+    payload = json.dumps(body).encode()
+
+    def run_http_client() -> None:
+        for _ in range(calls):
+            connection.request("POST", path + "/chat/completions", payload, {"Content-Type": "application/json"})
+            json.loads(connection.getresponse().read())
+
+    runs: Dict[str, Callable[[], None]] = {
+        "raw httpx": run_raw, "raw http.client": run_http_client, "modelport": run_modelport, "modelport, all on httpx": run_modelport_httpx,
+    }  # fmt: skip
     try:
         import openai
 
@@ -221,8 +256,28 @@ def streaming(streams: int, repeat: int) -> Dict[str, float]:
             for _chunk in client.completion("openai/bench", MESSAGES, stream=True):
                 pass
 
+    via_httpx = _client_via_httpx()
+
+    def run_modelport_httpx() -> None:
+        for _ in range(streams):
+            for _chunk in via_httpx.completion("openai/bench", MESSAGES, stream=True):
+                pass
+
+    connection, path = _http_client_connection()
+    payload = json.dumps(body).encode()
+
+    def run_http_client() -> None:
+        for _ in range(streams):
+            connection.request("POST", path + "/chat/completions", payload, {"Content-Type": "application/json"})
+            for line in connection.getresponse():
+                if line.startswith(b"data: ") and line != b"data: [DONE]\n":
+                    loads(line[6:])
+
     per_chunk = streams * (CHUNKS + 1)
-    runs: Dict[str, Callable[[], None]] = {"raw httpx + json.loads": run_raw, "modelport": run_modelport}
+    runs: Dict[str, Callable[[], None]] = {
+        "raw httpx + json.loads": run_raw, "raw http.client + json.loads": run_http_client, "modelport": run_modelport,
+        "modelport, all on httpx": run_modelport_httpx,
+    }  # fmt: skip
     try:
         import openai
 
@@ -283,12 +338,26 @@ def provider_streams(streams: int, repeat: int) -> Dict[str, float]:
 
         return run
 
+    connection, _ = _http_client_connection()
+
+    def client_lines(path: str, prefix: bytes) -> Callable[[], None]:
+        def run() -> None:
+            for _ in range(streams):
+                connection.request("POST", path, b'{"model": "bench", "stream": true}', {"Content-Type": "application/json"})
+                for line in connection.getresponse():
+                    if line.startswith(prefix) and line.strip():
+                        loads(line[len(prefix) :])
+
+        return run
+
     runs: Dict[str, Callable[[], None]] = {}
     if "ollama" in installed:
         runs["ndjson: raw httpx + json.loads"] = raw_lines(f"{root}/api/chat", "")
+        runs["ndjson: raw http.client + json.loads"] = client_lines("/api/chat", b"")
         runs["ndjson: modelport ollama/"] = through("ollama/bench", api_base=root)
     if "anthropic" in installed:
         runs["anthropic: raw httpx + json.loads"] = raw_lines(f"{root}/v1/messages", "data: ")
+        runs["anthropic: raw http.client + json.loads"] = client_lines("/v1/messages", b"data: ")
         runs["anthropic: modelport anthropic/"] = through("anthropic/bench", api_base=root, api_key="x", max_tokens=10)
     for run in runs.values():
         run()
@@ -564,15 +633,20 @@ def main() -> None:
             print(f"note: middleware installed and active in every call: {', '.join(middleware)}")
         if args.only != "gateway":
             report("import time above a bare interpreter (median)", import_times(3 if quick else 9), None, "ms", 1e3)
-            report("sequential non-streaming call", sequential_calls(200 if quick else 500, 3 if quick else 5), "raw httpx", "us/call", 1e6)
-            report(f"streaming, {CHUNKS}-chunk streams", streaming(3 if quick else 10, 3 if quick else 5), "raw httpx + json.loads", "us/chunk", 1e6)
+            calls = sequential_calls(100, 5 if quick else 25)  # many short turns: a slow moment hits one turn, not a client
+            report("sequential non-streaming call", calls, "raw httpx", "us/call", 1e6)
+            print(f"  (modelport over raw http.client, the stack it uses for http://: {calls['modelport'] / calls['raw http.client']:.2f}x)")
+            streams = streaming(3, 3 if quick else 12)
+            report(f"streaming, {CHUNKS}-chunk streams", streams, "raw httpx + json.loads", "us/chunk", 1e6)
+            print(f"  (modelport over raw http.client + json.loads: {streams['modelport'] / streams['raw http.client + json.loads']:.2f}x)")
             report("SSE framing alone (no network)", sse_framing(5 if quick else 20), "modelport SSEDecoder + json.loads", "us/event", 1e6)
-            wires = provider_streams(3 if quick else 10, 3 if quick else 5)
-            print(f"\n## other wires, {CHUNKS}-chunk streams (per chunk; ratio against raw httpx + json.loads on the same bytes)")
+            wires = provider_streams(3, 3 if quick else 12)
+            print(f"\n## other wires, {CHUNKS}-chunk streams (per chunk; ratios against raw httpx / raw http.client + json.loads on the same bytes)")
             for name, value in wires.items():
                 wire = name.split(":")[0]
-                base = wires.get(f"{wire}: raw httpx + json.loads")
-                print(f"  {name:<36} {value * 1e6:8.1f} us/chunk  {value / base:5.2f}x" if base else f"  {name}")
+                base, stdlib = wires.get(f"{wire}: raw httpx + json.loads"), wires.get(f"{wire}: raw http.client + json.loads")
+                ratios = f"{value / base:5.2f}x httpx  {value / stdlib:5.2f}x http.client" if base and stdlib else ""
+                print(f"  {name:<40} {value * 1e6:8.1f} us/chunk  {ratios}")
             figures = concurrency(500 if quick else 1500, 64, 2 if quick else 4)
             print("\n## 64 concurrent async calls")
             for name, value in figures.items():
