@@ -610,14 +610,24 @@ def test_open_stream_holds_its_slot_async(base: str) -> None:
 @pytest.mark.parametrize("mode", MODES)
 def test_refused_connection_names_only_the_origin(mode: str) -> None:
     port = _closed_port()
-    url = f"http://alice:hunter2@127.0.0.1:{port}/v1/chat/completions?key=sk-live-123"
-    for stream in (False, True):
-        error, _ = timed(lambda: call(mode, WireRequest("POST", url, json={}), stream=stream))  # noqa: B023
-        assert isinstance(error, APIConnectionError), error
-        text = str(error)
-        assert f"http://127.0.0.1:{port}" in text
-        for secret in ("alice", "hunter2", "sk-live-123", "key=", "/v1", "completions"):
-            assert secret not in text, text
+    # With credentials in the URL (httpx sends those) and without (the plain http path).
+    for url in (f"http://alice:hunter2@127.0.0.1:{port}/v1/chat/completions?key=sk-live-123", f"http://127.0.0.1:{port}/v1/chat/completions?key=sk-live-123"):
+        for stream in (False, True):
+            error, _ = timed(lambda: call(mode, WireRequest("POST", url, json={}), stream=stream))  # noqa: B023
+            assert isinstance(error, APIConnectionError), error
+            text = str(error)
+            assert f"http://127.0.0.1:{port}" in text
+            for secret in ("alice", "hunter2", "sk-live-123", "key=", "/v1", "completions"):
+                assert secret not in text, text
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_header_value_with_a_line_break_is_refused_without_echoing_it(mode: str, base: str) -> None:
+    for value in ("sk-secret\r\nX-Injected: 1", "sk-secret\n", "sk-secret\x00"):
+        for stream in (False, True):
+            error, _ = timed(lambda: call(mode, WireRequest("GET", base + "/json", {"X-Key": value}), stream=stream))  # noqa: B023
+            assert isinstance(error, InvalidRequestError), error
+            assert "sk-secret" not in str(error) and "X-Key" in str(error)
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, AsyncGenerator, AsyncIterator, Callable, 
 from ..errors import InvalidRequestError
 from ..provider import WireRequest, WireResponse
 from ._errors import ErrorTable, aiohttp_errors, catches, pool_timeout, to_provider_error
-from ._sync import check_pool_size, encode_json, environment_has_proxies, json_headers
+from ._sync import check_pool_size, checked_headers, encode_json, environment_has_proxies, json_headers
 from ._timeout import Timeout
 
 if TYPE_CHECKING:
@@ -279,7 +279,7 @@ class AsyncHTTPTransport:
             kwargs["data"] = self._form(request)
         elif request.content is not None:
             kwargs["data"] = request.content
-        kwargs["headers"] = request.headers
+        kwargs["headers"] = checked_headers(request.headers)
         return self._with_ssl(kwargs, request) if self._verify is not True else kwargs
 
     def _with_ssl(self, kwargs: Dict[str, Any], request: WireRequest) -> Dict[str, Any]:

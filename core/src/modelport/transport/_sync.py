@@ -34,8 +34,24 @@ def encode_json(body: Any) -> bytes:
     return _ENCODE(body).encode("utf-8")
 
 
+def checked_headers(headers: Mapping[str, str]) -> Mapping[str, str]:
+    """``headers`` once no name or value holds a line break or NUL (header injection).
+
+    The HTTP libraries refuse those too, but each with its own exception whose text
+    quotes the value, and a value is often a key: this error names the header only."""
+    for name, value in headers.items():
+        for text in (name, value):
+            if isinstance(text, str) and ("\n" in text or "\r" in text or "\0" in text):
+                raise InvalidRequestError(
+                    f"header {name[:64]!r} holds a line break or NUL character; a header is one line of text",
+                    param="headers",
+                )
+    return headers
+
+
 def json_headers(headers: Mapping[str, str]) -> Mapping[str, str]:
-    """``headers`` with ``Content-Type: application/json`` unless they name a content type."""
+    """``headers`` (checked) with ``Content-Type: application/json`` unless they name a content type."""
+    checked_headers(headers)
     for key in headers:
         if key.lower() == "content-type":
             return headers
@@ -64,15 +80,15 @@ def _body(request: WireRequest) -> Dict[str, Any]:
         return {"content": encode_json(request.json), "headers": json_headers(request.headers)}
     if request.files is not None or request.data is not None:
         # httpx sends list values as repeated fields, files as multipart parts.
-        return {"data": request.data, "files": request.files, "headers": request.headers}
-    return {"content": request.content, "headers": request.headers}
+        return {"data": request.data, "files": request.files, "headers": checked_headers(request.headers)}
+    return {"content": request.content, "headers": checked_headers(request.headers)}
 
 
 def _plain_body(request: WireRequest) -> Tuple[Optional[bytes], Mapping[str, str]]:
     """The body bytes and headers the plain path sends (JSON or raw content)."""
     if request.json is not None:
         return encode_json(request.json), json_headers(request.headers)
-    return request.content, request.headers
+    return request.content, checked_headers(request.headers)
 
 
 def _pieces(response: httpx.Response, headers: Mapping[str, str]) -> Iterator[bytes]:
