@@ -176,6 +176,22 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def route_redirect_to(self, query: Dict[str, str], body: bytes) -> None:
         self._send(int(query["status"]), b"moved", {"Location": query["to"]})
 
+    def route_until_close(self, query: Dict[str, str], body: bytes) -> None:
+        """No length, not chunked: the body ends when the server closes the connection."""
+        self.send_response(200)
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(b"z" * int(query.get("n", "10")))
+        self.wfile.flush()
+        self.close_connection = True
+
+    def route_empty(self, query: Dict[str, str], body: bytes) -> None:
+        self.send_response(204)
+        self.end_headers()
+
+    def route_big(self, query: Dict[str, str], body: bytes) -> None:
+        self._send(200, bytes(range(256)) * 1024, {"Content-Type": "application/octet-stream"})  # 256 KiB
+
     def route_deflate(self, query: Dict[str, str], body: bytes) -> None:
         self._send(200, zlib.compress(b"deflated " * 100), {"Content-Encoding": "deflate", "Content-Type": "text/plain"})
 
@@ -398,6 +414,24 @@ def test_gzip_and_redirect(mode: str, base: str) -> None:
         assert body == b"hello " * 100
     head, body = call(mode, get(base + "/redirect"))
     assert head.status == 200 and body == b'{"ok":true}'
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_bodies_framed_by_close_empty_and_large(mode: str, base: str, server: _Server) -> None:
+    for stream in (False, True):
+        head, body = call(mode, get(base + "/until-close?n=70000"), stream=stream)
+        assert head.status == 200 and body == b"z" * 70000
+        head, body = call(mode, get(base + "/empty"), stream=stream)
+        assert head.status == 204 and body == b""
+        head, body = call(mode, get(base + "/big"), stream=stream)
+        assert body == bytes(range(256)) * 1024
+    if mode.startswith("sync"):  # after each kind of body the pool stays usable
+        with server.lock:
+            server.peers.clear()
+        with SyncHTTPTransport(trust_env=False, fast_http=mode == "sync") as transport:
+            for path in ("/until-close?n=5", "/json", "/empty", "/json", "/big", "/json"):
+                assert transport.send(get(base + path), Timeout.of(5)).status in (200, 204)
+        assert len(set(server.peers)) == 2, server.peers  # a new connection only after the one the server closed
 
 
 @pytest.mark.parametrize("mode", MODES)
