@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+import modelport
 from modelport.errors import APIConnectionError, APITimeoutError, InvalidRequestError, StreamInterruptedError
 from modelport.provider import WireRequest, WireResponse
 from modelport.transport import (
@@ -339,6 +340,14 @@ def test_json_body_and_lowercase_headers(mode: str, base: str) -> None:
     assert json.loads(body)["headers"]["content-type"] == "application/json; charset=utf-8"
     _, body = call(mode, WireRequest("PUT", base + "/echo", {"Content-Type": "text/plain"}, content=b"raw bytes"))
     assert json.loads(body)["body"] == "raw bytes" and json.loads(body)["method"] == "PUT"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_path_names_modelport_as_the_user_agent_unless_the_caller_does(mode: str, base: str) -> None:
+    _, body = call(mode, WireRequest("POST", base + "/echo", json={}))
+    assert json.loads(body)["headers"]["user-agent"] == f"modelport/{modelport.__version__}"
+    _, body = call(mode, WireRequest("POST", base + "/echo", {"User-Agent": "my-app/2"}, json={}))
+    assert json.loads(body)["headers"]["user-agent"] == "my-app/2"
 
 
 @pytest.mark.parametrize("mode", MODES)

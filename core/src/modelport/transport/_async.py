@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, AsyncGenerator, AsyncIterator, Callable, 
 from ..errors import InvalidRequestError
 from ..provider import WireRequest, WireResponse
 from ._errors import ErrorTable, aiohttp_errors, catches, pool_timeout, to_provider_error
-from ._sync import check_pool_size, checked_headers, encode_json, environment_has_proxies, json_headers
+from ._sync import USER_AGENT, check_pool_size, checked_headers, encode_json, environment_has_proxies, json_headers
 from ._timeout import Timeout
 
 if TYPE_CHECKING:
@@ -222,6 +222,7 @@ class AsyncHTTPTransport:
                 # request, which cost 4x the raw request rate: only when a proxy is set.
                 trust_env=self._trust_env and environment_has_proxies(),
                 auto_decompress=True,
+                headers={"User-Agent": USER_AGENT},  # the same as the sync paths send
             )
         try:
             yield session
